@@ -1,0 +1,1 @@
+"""Kaldi fbank/MFCC (kaldi-native-fbank), image scaling, and the extraction driver."""

@@ -1,0 +1,139 @@
+"""Named feature configurations, validated from params.yaml `features.<name>`.
+
+Audio configs map one-to-one onto kaldi-native-fbank options. Image configs scale pixels and
+optionally resize. The hash of a config's canonical JSON is stored with every feature store, so a
+store can always be traced to the exact options that made it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from vgs.errors import ParamError
+from vgs.params import Params
+
+WINDOWS = ("povey", "hamming", "hanning", "rectangular", "blackman", "sine")
+CMVN = ("none", "mean", "meanvar")
+AUDIO_KINDS = ("fbank", "mfcc")
+IMAGE_KINDS = ("image",)
+RESIZE_METHODS = ("bilinear", "pad")
+# Reserved keys that sit beside the named configs in the `features` section.
+NON_CONFIG_KEYS = ("on_error", "num_workers", "shard_frames")
+
+
+@dataclass(frozen=True)
+class AudioFeatureConfig:
+    name: str
+    kind: str
+    sample_rate: int
+    resample: bool
+    downmix: bool
+    frame_length_ms: float
+    frame_shift_ms: float
+    window_type: str
+    num_mel_bins: int
+    low_freq: float
+    high_freq: float
+    dither: float
+    snip_edges: bool
+    preemph_coeff: float
+    remove_dc_offset: bool
+    round_to_power_of_two: bool
+    use_energy: bool
+    num_ceps: int | None
+    cepstral_lifter: float
+    waveform_scale: float
+    cmvn: str
+
+    modality = "audio"
+
+    @property
+    def dim(self) -> int:
+        if self.kind == "mfcc":
+            return self.num_ceps
+        return self.num_mel_bins + (1 if self.use_energy else 0)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def hash(self) -> str:
+        return config_hash(self.as_dict())
+
+
+@dataclass(frozen=True)
+class ImageFeatureConfig:
+    name: str
+    kind: str
+    size: int | None
+    resize_method: str
+    scale: float
+
+    modality = "image"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def hash(self) -> str:
+        return config_hash(self.as_dict())
+
+
+def config_hash(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def feature_config_names(features: Params) -> list[str]:
+    return [k for k in features.keys() if k not in NON_CONFIG_KEYS]
+
+
+def load_feature_config(params: Params, name: str) -> AudioFeatureConfig | ImageFeatureConfig:
+    """Validate `features.<name>` and return it as a config object."""
+    features = params.section("features")
+    names = feature_config_names(features)
+    if name not in names:
+        raise ParamError(f"unknown feature config {name!r}",
+                         hint="known configs in params.yaml `features`: " + ", ".join(sorted(names)))
+    c = features.section(name)
+    kind = c.str("kind", choices=AUDIO_KINDS + IMAGE_KINDS)
+    if kind in IMAGE_KINDS:
+        return ImageFeatureConfig(
+            name=name, kind=kind,
+            size=c.int("size", None, min=1) if c.raw("size", None) is not None else None,
+            resize_method=c.str("resize_method", "bilinear", choices=RESIZE_METHODS),
+            scale=c.float("scale", 1 / 255, min=0),
+        )
+    sample_rate = c.int("sample_rate", min=1000)
+    frame_length_ms = c.float("frame_length_ms", 25.0, min=1.0)
+    frame_shift_ms = c.float("frame_shift_ms", 10.0, min=0.1)
+    num_mel_bins = c.int("num_mel_bins", 23, min=1)
+    low_freq = c.float("low_freq", 20.0, min=0.0)
+    high_freq = c.float("high_freq", 0.0)
+    nyquist = sample_rate / 2
+    effective_high = high_freq if high_freq > 0 else nyquist + high_freq
+    if not low_freq < effective_high <= nyquist:
+        raise ParamError(f"features.{name}: need low_freq < high_freq <= sample_rate/2 "
+                         f"(low {low_freq}, high {effective_high}, Nyquist {nyquist}) (params.yaml)",
+                         hint="high_freq 0 means Nyquist; a negative value is an offset below it")
+    num_ceps = None
+    if kind == "mfcc":
+        num_ceps = c.int("num_ceps", 13, min=1)
+        if num_ceps > num_mel_bins:
+            raise ParamError(f"features.{name}.num_ceps ({num_ceps}) must not exceed num_mel_bins "
+                             f"({num_mel_bins}) (params.yaml)")
+    return AudioFeatureConfig(
+        name=name, kind=kind, sample_rate=sample_rate,
+        resample=c.bool("resample", True), downmix=c.bool("downmix", True),
+        frame_length_ms=frame_length_ms, frame_shift_ms=frame_shift_ms,
+        window_type=c.str("window_type", "povey", choices=WINDOWS),
+        num_mel_bins=num_mel_bins, low_freq=low_freq, high_freq=high_freq,
+        dither=c.float("dither", 0.0, min=0.0),
+        snip_edges=c.bool("snip_edges", True),
+        preemph_coeff=c.float("preemph_coeff", 0.97, min=0.0, max=1.0),
+        remove_dc_offset=c.bool("remove_dc_offset", True),
+        round_to_power_of_two=c.bool("round_to_power_of_two", True),
+        use_energy=c.bool("use_energy", False),
+        num_ceps=num_ceps,
+        cepstral_lifter=c.float("cepstral_lifter", 22.0, min=0.0),
+        waveform_scale=c.float("waveform_scale", 32768.0, min=0.0),
+        cmvn=c.str("cmvn", "none", choices=CMVN),
+    )

@@ -1,0 +1,155 @@
+"""Extract one feature config over one corpus manifest into a Zarr feature store.
+
+Audio is processed by a pool of worker processes in ordered batches; the parent process is the
+single writer, so the store is identical whatever the number of workers. With
+`on_error: skip`, unusable items are left out and listed in <store>/rejected.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vgs.corpora.audio_info import read_audio
+from vgs.corpora.manifest import Manifest, file_sha256
+from vgs.errors import AudioError, DataError, StoreError, VgsError
+from vgs.features.audio import compute_features, conform_waveform, knf_options
+from vgs.features.config import AudioFeatureConfig, ImageFeatureConfig
+from vgs.features.image import image_features
+from vgs.store.feature_store import FeatureStoreWriter
+from vgs.utils.atomic import atomic_path
+
+ON_ERROR = ("raise", "skip")
+_worker_opts = {}
+
+
+def _audio_batch(args):
+    """Worker: features for a batch of (position, path) pairs; errors come back as strings."""
+    cfg, batch = args
+    opts = _worker_opts.get(cfg)
+    if opts is None:
+        opts = _worker_opts[cfg] = knf_options(cfg)
+    out = []
+    for pos, path in batch:
+        try:
+            samples, rate = read_audio(path)
+            x = conform_waveform(samples, rate, cfg, path)
+            out.append((pos, compute_features(x, cfg, opts, path), None))
+        except AudioError as exc:
+            out.append((pos, None, str(exc)))
+    return out
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def extract_audio(manifest: Manifest, cfg: AudioFeatureConfig, writer_factory, num_workers: int,
+                  on_error: str, batch_size: int = 32):
+    records = [r for r in manifest if r.modality == "audio"]
+    jobs = [(pos, str(manifest.resolve(r))) for pos, r in enumerate(records)]
+    rejected = []
+    writer = writer_factory(cfg.dim)
+    tasks = ((cfg, b) for b in _batches(jobs, batch_size))
+    bar = tqdm(total=len(records), desc=f"features {manifest.corpus}/{cfg.name}", unit="utt")
+
+    def consume(results):
+        for batch_out in results:
+            for pos, feats, err in batch_out:
+                r = records[pos]
+                if err is not None:
+                    if on_error == "raise":
+                        raise AudioError(err)
+                    rejected.append({"id": r.id, "source": r.source, "reason": err})
+                else:
+                    writer.add(r.id, feats, r.label, r.speaker, r.split, r.transcript)
+                bar.update(1)
+
+    if num_workers > 1:
+        with ProcessPoolExecutor(num_workers, mp_context=mp.get_context("fork")) as pool:
+            try:
+                consume(pool.map(_audio_batch, tasks))
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    else:
+        consume(map(_audio_batch, tasks))
+    bar.close()
+    return writer, rejected
+
+
+def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory):
+    from vgs.corpora.mnist import read_idx
+
+    records = [r for r in manifest if r.modality == "image"]
+    by_file: dict[str, list[int]] = {}
+    for pos, r in enumerate(records):
+        if "#" not in r.source:
+            raise DataError(f"image record {r.id}: source {r.source!r} is not <file>#<index>")
+        by_file.setdefault(r.source.split("#", 1)[0], []).append(pos)
+    writer = None
+    bar = tqdm(total=len(records), desc=f"features {manifest.corpus}/{cfg.name}", unit="img")
+    # Keep manifest order: group reads per container file, then write in record order.
+    pixels: dict[int, np.ndarray] = {}
+    for fname, positions in by_file.items():
+        array = read_idx(Path(manifest.root) / fname)
+        rows = np.asarray([int(records[p].source.split("#", 1)[1]) for p in positions])
+        if rows.max(initial=-1) >= len(array):
+            raise DataError(f"{fname} has {len(array)} images; the manifest asks for index {rows.max()}")
+        feats = image_features(array[rows], cfg)
+        for p, img in zip(positions, feats):
+            pixels[p] = img
+    for pos, r in enumerate(records):
+        img = pixels.pop(pos)
+        if writer is None:
+            writer = writer_factory(img.shape[1])
+            writer.item_shape = list(img.shape)
+        writer.add(r.id, img, r.label, r.speaker, r.split, r.transcript)
+        bar.update(1)
+    bar.close()
+    return writer, []
+
+
+def build_store(manifest: Manifest, manifest_path: str | Path, cfg, out_path: str | Path,
+                num_workers: int = 2, on_error: str = "raise") -> dict:
+    """Write the store for (manifest, cfg) at out_path atomically; return a summary."""
+    if on_error not in ON_ERROR:
+        raise VgsError(f"features.on_error must be one of {ON_ERROR}, got {on_error!r}")
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        def factory(dim):
+            return FeatureStoreWriter(tmp, dim)
+
+        if cfg.modality == "audio":
+            writer, rejected = extract_audio(manifest, cfg, factory, num_workers, on_error)
+        else:
+            writer, rejected = extract_images(manifest, cfg, factory)
+        if writer is None or len(writer.labels) == 0:
+            raise StoreError(f"no usable {cfg.modality} items in {manifest_path} for features.{cfg.name}"
+                             + (f" ({len(rejected)} rejected)" if rejected else ""))
+        attrs = {"corpus": manifest.corpus, "modality": cfg.modality, "config": cfg.as_dict(),
+                 "config_name": cfg.name, "config_hash": cfg.hash(),
+                 "source_manifest": str(manifest_path),
+                 "source_manifest_sha256": file_sha256(manifest_path),
+                 "num_rejected": len(rejected)}
+        if getattr(writer, "item_shape", None):
+            attrs["item_shape"] = writer.item_shape
+        if cfg.modality == "audio":
+            attrs["frame_shift_ms"] = cfg.frame_shift_ms
+            attrs["sample_rate"] = cfg.sample_rate
+        writer.close(attrs)
+        with open(tmp / "rejected.jsonl", "w") as f:
+            for row in rejected:
+                f.write(json.dumps(row) + "\n")
+    summary = {"store": str(out_path), "items": len(writer.labels), "frames": int(writer.offsets[-1]),
+               "rejected": len(rejected)}
+    if rejected:
+        print(f"skipped {len(rejected)} item(s) (on_error: skip); see {out_path}/rejected.jsonl:")
+        for row in rejected[:10]:
+            print(f"  {row['id']}: {row['reason'].splitlines()[0]}")
+    return summary

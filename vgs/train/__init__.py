@@ -1,0 +1,3 @@
+from vgs.train.trainer import Trainer, TrainTask, fingerprint, load_checkpoint, pick_device, save_checkpoint
+
+__all__ = ["Trainer", "TrainTask", "fingerprint", "load_checkpoint", "pick_device", "save_checkpoint"]
