@@ -16,6 +16,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     manifest = prepare_corpus(args.corpus, Params.load(args.params))
     write_manifest(manifest_path(args.corpus), manifest)
+    for note in manifest.notes:
+        print(f"{args.corpus}: {note}")
     counts = Counter(r.split for r in manifest)
     print(f"{args.corpus}: {len(manifest)} records " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 

@@ -7,6 +7,7 @@ leaves nothing a later stage could read.
 """
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import time
@@ -104,17 +105,23 @@ def _download(url: str, dest: Path, attempts: int = 3, show_bytes: bool = False)
                 total = int(resp.headers.get("Content-Length") or 0) or None
                 bar = tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
                            disable=not show_bytes, leave=False)
+                written = 0
                 with open(dest, "wb") as f:
                     while block := resp.read(1 << 16):
                         f.write(block)
+                        written += len(block)
                         bar.update(len(block))
                 bar.close()
+                # http.client ends a sized read quietly when the server hangs up early.
+                if total is not None and written < total:
+                    raise ConnectionError(f"connection closed after {written} of {total} bytes")
             return
         except urllib.error.HTTPError as exc:
             if exc.code == 404 or attempt == attempts:
                 raise DataError(f"download of {url} failed: HTTP {exc.code}",
                                 hint="check data.upstream or use a local mirror (VGS_DATA_MIRROR)") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            # HTTPException covers a connection cut mid-body (IncompleteRead).
             if attempt == attempts:
                 raise DataError(f"download of {url} failed: {exc}",
                                 hint="no network? point VGS_DATA_MIRROR at a local copy") from None

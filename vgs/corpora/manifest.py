@@ -90,6 +90,9 @@ class Manifest:
     corpus: str
     root: str
     records: list[ManifestRecord]
+    # What the adapter left out and why, e.g. "skipped 12 multi-digit utterances"; printed by the
+    # prepare stage and kept in the manifest header.
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -117,6 +120,8 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             header = {"_manifest": 1, "corpus": manifest.corpus, "root": str(manifest.root),
                       "num_records": len(manifest.records)}
+            if manifest.notes:
+                header["notes"] = list(manifest.notes)
             f.write(json.dumps(header) + "\n")
             for r in manifest.records:
                 f.write(r.to_json() + "\n")
@@ -153,7 +158,8 @@ def read_manifest(path: str | Path) -> Manifest:
     ids = [r.id for r in records]
     if len(set(ids)) != len(ids):
         raise ManifestError(f"{path}: duplicate ids")
-    return Manifest(corpus=header["corpus"], root=header["root"], records=records)
+    return Manifest(corpus=header["corpus"], root=header["root"], records=records,
+                    notes=list(header.get("notes", [])))
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -3,15 +3,21 @@
 Samples are scaled by `waveform_scale` (32768 by default) before extraction, so the numbers match
 Kaldi's own tools, which read int16-range samples. Log-mel values from unit-range input would be
 about 2*ln(32768) = 20.8 lower per bin.
+
+kaldi-native-fbank takes its waveform as a Python sequence, so samples go in as a memoryview of a
+float32 array (a numpy array is converted element by element, much more slowly), and building an
+extractor costs as much as computing ten frames. `compute_features_batch` therefore runs one
+extractor over many utterances laid end to end (see there); the result is bit-identical to one
+extractor per utterance.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import gcd
 from pathlib import Path
 
 import kaldi_native_fbank as knf
 import numpy as np
-from scipy.signal import resample_poly
 
 from vgs.errors import AudioError
 from vgs.features.config import AudioFeatureConfig
@@ -21,6 +27,8 @@ def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling with scipy's anti-aliasing FIR (Kaiser window)."""
     if orig_rate == target_rate:
         return x
+    from scipy.signal import resample_poly  # imported here: scipy.signal takes seconds to import
+
     g = gcd(orig_rate, target_rate)
     return resample_poly(x, target_rate // g, orig_rate // g).astype(np.float32)
 
@@ -44,7 +52,7 @@ def conform_waveform(samples: np.ndarray, rate: int, cfg: AudioFeatureConfig,
             raise AudioError(f"audio file {path} is {rate} Hz; features.{cfg.name} expects {cfg.sample_rate} Hz",
                              hint=f"set features.{cfg.name}.resample: true, or convert the corpus")
         x = resample(x, rate, cfg.sample_rate)
-    if not np.all(np.isfinite(x)):
+    if not np.isfinite(x.sum(dtype=np.float64)):  # NaN and inf survive the sum; cheaper than isfinite(x)
         raise AudioError(f"audio file {path} contains NaN or infinite samples")
     return x
 
@@ -88,17 +96,77 @@ def apply_cmvn(feats: np.ndarray, mode: str) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+@lru_cache(maxsize=64)
+def frame_geometry(cfg: AudioFeatureConfig) -> tuple[int, int]:
+    """(window size, window shift) in samples, with the float32 arithmetic knf uses."""
+    ms_to_samples = np.float32(cfg.sample_rate) * np.float32(0.001)
+    return (int(ms_to_samples * np.float32(cfg.frame_length_ms)),
+            int(ms_to_samples * np.float32(cfg.frame_shift_ms)))
+
+
+def _too_short(x: np.ndarray, cfg: AudioFeatureConfig, path) -> AudioError:
+    return AudioError(f"audio file {path} is too short for one {cfg.frame_length_ms} ms frame "
+                      f"({len(x)} samples at {cfg.sample_rate} Hz)",
+                      hint="set features.on_error: skip to leave such files out")
+
+
+def check_long_enough(x: np.ndarray, cfg: AudioFeatureConfig, path: str | Path = "<memory>") -> None:
+    """AudioError naming the file when it cannot yield one frame (only snip_edges drops frames)."""
+    size, _ = frame_geometry(cfg)
+    if len(x) == 0 or (cfg.snip_edges and len(x) < size):
+        raise _too_short(x, cfg, path)
+
+
+def _extractor(cfg: AudioFeatureConfig, opts, samples: np.ndarray):
+    extractor = knf.OnlineFbank(opts) if cfg.kind == "fbank" else knf.OnlineMfcc(opts)
+    scaled = np.ascontiguousarray(samples * np.float32(cfg.waveform_scale), dtype=np.float32)
+    extractor.accept_waveform(float(cfg.sample_rate), memoryview(scaled))
+    extractor.input_finished()
+    return extractor
+
+
+def _frames(extractor, start: int, count: int, dim: int) -> np.ndarray:
+    # get_frame returns a view of the extractor's buffer; np.array copies them all in one go.
+    return np.array(list(map(extractor.get_frame, range(start, start + count))),
+                    dtype=np.float32).reshape(count, dim)
+
+
 def compute_features(x: np.ndarray, cfg: AudioFeatureConfig, opts=None,
                      path: str | Path = "<memory>") -> np.ndarray:
     """(T, D) float32 features of a mono waveform already at cfg.sample_rate."""
-    opts = opts or knf_options(cfg)
-    extractor = knf.OnlineFbank(opts) if cfg.kind == "fbank" else knf.OnlineMfcc(opts)
-    extractor.accept_waveform(float(cfg.sample_rate), x * cfg.waveform_scale)
-    extractor.input_finished()
+    extractor = _extractor(cfg, opts or knf_options(cfg), np.asarray(x, dtype=np.float32))
     n = extractor.num_frames_ready
     if n == 0:
-        raise AudioError(f"audio file {path} is too short for one {cfg.frame_length_ms} ms frame "
-                         f"({len(x)} samples at {cfg.sample_rate} Hz)",
-                         hint="set features.on_error: skip to leave such files out")
-    feats = np.stack([extractor.get_frame(i) for i in range(n)]).astype(np.float32, copy=False)
-    return apply_cmvn(feats, cfg.cmvn)
+        raise _too_short(x, cfg, path)
+    return apply_cmvn(_frames(extractor, 0, n, cfg.dim), cfg.cmvn)
+
+
+def compute_features_batch(waves: list[np.ndarray], cfg: AudioFeatureConfig, opts=None) -> list[np.ndarray]:
+    """compute_features for each waveform (each long enough: see check_long_enough).
+
+    With snip_edges and no dither every Kaldi frame depends only on its own window of samples.
+    The waveforms are then laid end to end, each zero-padded to a whole number of frame shifts,
+    so utterance u's frame k is frame (start_u / shift + k) of the joined stream; frames that
+    straddle two utterances are computed but not used. Other configs take one extractor each.
+    """
+    opts = opts or knf_options(cfg)
+    if len(waves) < 2 or not cfg.snip_edges or cfg.dither != 0:
+        return [compute_features(x, cfg, opts) for x in waves]
+    size, shift = frame_geometry(cfg)
+    spans, starts, start = [], [], 0
+    for x in waves:
+        if len(x) < size:
+            raise _too_short(x, cfg, "<batch item>")
+        spans.append((start // shift, 1 + (len(x) - size) // shift))
+        starts.append(start)
+        start += -(-len(x) // shift) * shift  # padded to whole shifts
+    stream = np.zeros(start, dtype=np.float32)
+    for x, at in zip(waves, starts):
+        stream[at:at + len(x)] = x
+    extractor = _extractor(cfg, opts, stream)
+    total = extractor.num_frames_ready
+    if total != 1 + (start - size) // shift:
+        # The frame geometry disagrees with knf's; the slow path is always right.
+        return [compute_features(x, cfg, opts) for x in waves]
+    every = _frames(extractor, 0, total, cfg.dim)  # one copy of all frames, then a view per utterance
+    return [apply_cmvn(every[first:first + count], cfg.cmvn) for first, count in spans]

@@ -111,8 +111,9 @@ def load_feature_config(params: Params, name: str) -> AudioFeatureConfig | Image
     nyquist = sample_rate / 2
     effective_high = high_freq if high_freq > 0 else nyquist + high_freq
     if not low_freq < effective_high <= nyquist:
-        raise ParamError(f"features.{name}: need low_freq < high_freq <= sample_rate/2 "
-                         f"(low {low_freq}, high {effective_high}, Nyquist {nyquist}) (params.yaml)",
+        key = "high_freq" if effective_high > nyquist else "low_freq"
+        raise ParamError(f"features.{name}.{key}: need low_freq < high_freq <= sample_rate/2 "
+                         f"(low {low_freq}, high {effective_high}, Nyquist {nyquist}) ({c.source})",
                          hint="high_freq 0 means Nyquist; a negative value is an offset below it")
     num_ceps = None
     if kind == "mfcc":
@@ -120,7 +121,7 @@ def load_feature_config(params: Params, name: str) -> AudioFeatureConfig | Image
         if num_ceps > num_mel_bins:
             raise ParamError(f"features.{name}.num_ceps ({num_ceps}) must not exceed num_mel_bins "
                              f"({num_mel_bins}) (params.yaml)")
-    return AudioFeatureConfig(
+    cfg = AudioFeatureConfig(
         name=name, kind=kind, sample_rate=sample_rate,
         resample=c.bool("resample", True), downmix=c.bool("downmix", True),
         frame_length_ms=frame_length_ms, frame_shift_ms=frame_shift_ms,
@@ -137,3 +138,26 @@ def load_feature_config(params: Params, name: str) -> AudioFeatureConfig | Image
         waveform_scale=c.float("waveform_scale", 32768.0, min=0.0),
         cmvn=c.str("cmvn", "none", choices=CMVN),
     )
+    _check_with_knf(cfg, c.source)
+    return cfg
+
+
+def _check_with_knf(cfg: AudioFeatureConfig, source: str) -> None:
+    """Let kaldi-native-fbank judge the combination (e.g. too many mel bins for the FFT size) now,
+    so the error names the config instead of surfacing as a ValueError inside a worker."""
+    import kaldi_native_fbank as knf
+
+    from vgs.features.audio import frame_geometry, knf_options
+
+    for key, samples in zip(("frame_length_ms", "frame_shift_ms"), frame_geometry(cfg)):
+        # knf truncates to whole samples; a zero shift kills the process with SIGFPE.
+        if samples < 1:
+            raise ParamError(f"features.{cfg.name}.{key} = {getattr(cfg, key)} is less than one sample at "
+                             f"{cfg.sample_rate} Hz ({source})", hint=f"use at least {1000 / cfg.sample_rate:g} ms")
+    try:
+        knf.OnlineFbank(knf_options(cfg)) if cfg.kind == "fbank" else knf.OnlineMfcc(knf_options(cfg))
+    except (ValueError, RuntimeError) as exc:
+        key = f"features.{cfg.name}" + (".num_mel_bins" if "mel_bins" in str(exc) else "")
+        raise ParamError(f"{key}: kaldi-native-fbank rejects these options: {exc} ({source})",
+                         hint="for too many mel bins: lower num_mel_bins, or raise frame_length_ms "
+                              "(a longer FFT has more frequency bins)") from None

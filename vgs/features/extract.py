@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from vgs.corpora.audio_info import read_audio
 from vgs.corpora.manifest import Manifest, file_sha256
 from vgs.errors import AudioError, DataError, StoreError, VgsError
-from vgs.features.audio import compute_features, conform_waveform, knf_options
+from vgs.features.audio import check_long_enough, compute_features_batch, conform_waveform, knf_options
 from vgs.features.config import AudioFeatureConfig, ImageFeatureConfig
 from vgs.features.image import image_features
 from vgs.store.feature_store import FeatureStoreWriter
@@ -28,19 +29,24 @@ _worker_opts = {}
 
 
 def _audio_batch(args):
-    """Worker: features for a batch of (position, path) pairs; errors come back as strings."""
+    """Worker: features for a batch of (position, path) pairs, in order; errors come back as strings."""
     cfg, batch = args
     opts = _worker_opts.get(cfg)
     if opts is None:
         opts = _worker_opts[cfg] = knf_options(cfg)
-    out = []
+    out, usable = [], []
     for pos, path in batch:
         try:
             samples, rate = read_audio(path)
             x = conform_waveform(samples, rate, cfg, path)
-            out.append((pos, compute_features(x, cfg, opts, path), None))
+            check_long_enough(x, cfg, path)
         except AudioError as exc:
             out.append((pos, None, str(exc)))
+            continue
+        usable.append((pos, x))
+    feats = compute_features_batch([x for _, x in usable], cfg, opts)
+    out.extend((pos, f, None) for (pos, _), f in zip(usable, feats))
+    out.sort(key=lambda item: item[0])
     return out
 
 
@@ -52,13 +58,17 @@ def _batches(items: list, size: int):
 def extract_audio(manifest: Manifest, cfg: AudioFeatureConfig, writer_factory, num_workers: int,
                   on_error: str, batch_size: int = 32):
     records = [r for r in manifest if r.modality == "audio"]
-    jobs = [(pos, str(manifest.resolve(r))) for pos, r in enumerate(records)]
+    # Manifest.resolve as plain strings: pathlib cost more per file than reading the WAV.
+    jobs = [(pos, os.path.join(manifest.root, r.source.split("#", 1)[0])) for pos, r in enumerate(records)]
     rejected = []
-    writer = writer_factory(cfg.dim)
+    # Opened at the first result, after the pool has forked: zarr runs an I/O thread, and forking
+    # a process that has threads can leave a child waiting on a lock no thread will release.
+    writer = None
     tasks = ((cfg, b) for b in _batches(jobs, batch_size))
     bar = tqdm(total=len(records), desc=f"features {manifest.corpus}/{cfg.name}", unit="utt")
 
     def consume(results):
+        nonlocal writer
         for batch_out in results:
             for pos, feats, err in batch_out:
                 r = records[pos]
@@ -67,20 +77,33 @@ def extract_audio(manifest: Manifest, cfg: AudioFeatureConfig, writer_factory, n
                         raise AudioError(err)
                     rejected.append({"id": r.id, "source": r.source, "reason": err})
                 else:
+                    if writer is None:
+                        writer = writer_factory(cfg.dim)
                     writer.add(r.id, feats, r.label, r.speaker, r.split, r.transcript)
                 bar.update(1)
 
-    if num_workers > 1:
-        with ProcessPoolExecutor(num_workers, mp_context=mp.get_context("fork")) as pool:
-            try:
-                consume(pool.map(_audio_batch, tasks))
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    else:
-        consume(map(_audio_batch, tasks))
-    bar.close()
+    try:
+        if num_workers > 1:
+            with ProcessPoolExecutor(num_workers, mp_context=mp.get_context("fork")) as pool:
+                try:
+                    consume(pool.map(_audio_batch, tasks))
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+        else:
+            consume(map(_audio_batch, tasks))
+    finally:
+        bar.close()  # on an error too, so that the error message starts on a line of its own
     return writer, rejected
+
+
+def _packed_index(r) -> int:
+    """The item index of a `file#index` source (a negative index would silently wrap around)."""
+    index = r.source.split("#", 1)[1]
+    if not index.isdigit():
+        raise DataError(f"image record {r.id}: source {r.source!r} needs a non-negative index after '#'",
+                        hint="regenerate the manifest with the prepare stage")
+    return int(index)
 
 
 def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory):
@@ -93,17 +116,17 @@ def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory):
             raise DataError(f"image record {r.id}: source {r.source!r} is not <file>#<index>")
         by_file.setdefault(r.source.split("#", 1)[0], []).append(pos)
     writer = None
-    bar = tqdm(total=len(records), desc=f"features {manifest.corpus}/{cfg.name}", unit="img")
     # Keep manifest order: group reads per container file, then write in record order.
     pixels: dict[int, np.ndarray] = {}
     for fname, positions in by_file.items():
         array = read_idx(Path(manifest.root) / fname)
-        rows = np.asarray([int(records[p].source.split("#", 1)[1]) for p in positions])
+        rows = np.asarray([_packed_index(records[p]) for p in positions])
         if rows.max(initial=-1) >= len(array):
             raise DataError(f"{fname} has {len(array)} images; the manifest asks for index {rows.max()}")
         feats = image_features(array[rows], cfg)
         for p, img in zip(positions, feats):
             pixels[p] = img
+    bar = tqdm(total=len(records), desc=f"features {manifest.corpus}/{cfg.name}", unit="img")
     for pos, r in enumerate(records):
         img = pixels.pop(pos)
         if writer is None:
@@ -123,7 +146,7 @@ def build_store(manifest: Manifest, manifest_path: str | Path, cfg, out_path: st
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         def factory(dim):
-            return FeatureStoreWriter(tmp, dim)
+            return FeatureStoreWriter(tmp, dim, compress=cfg.modality == "image")
 
         if cfg.modality == "audio":
             writer, rejected = extract_audio(manifest, cfg, factory, num_workers, on_error)

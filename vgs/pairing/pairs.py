@@ -76,7 +76,11 @@ def build_pairs(views: list[View], out_path: str | Path, seed: int,
                 rng = epoch_rng(seed, split, e)
                 tuples[e, :, 0] = anchors
                 for k, (idx, labels) in enumerate(pools, start=1):
-                    tuples[e, :, k] = draw_same_class(anchor_labels, idx, labels, rng)
+                    try:
+                        tuples[e, :, k] = draw_same_class(anchor_labels, idx, labels, rng)
+                    except VgsError as exc:
+                        raise VgsError(f"pairing {views[0].name} with {views[k].name} ({views[k].store}), "
+                                       f"split {split!r}: {exc.message}", hint=exc.hint) from None
             g = root.create_group(split)
             # One chunk per epoch (an epoch is read whole), all epochs in one shard file.
             g.create_array("tuples", data=tuples, chunks=(1, len(anchors), len(views)),

@@ -27,23 +27,36 @@ REQUIRED_ATTRS = ("format_version", "corpus", "modality", "dim", "config", "conf
 
 
 def library_versions() -> dict:
-    import h5py
-    import kaldi_native_fbank
+    # Installed versions from package metadata: importing h5py only for its version string cost
+    # a third of a second at the end of every features run.
+    from importlib.metadata import PackageNotFoundError, version
+
     import vgs
 
+    def installed(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "unknown"
+
     return {"vgs": vgs.__version__, "zarr": zarr.__version__, "numpy": np.__version__,
-            "kaldi_native_fbank": getattr(kaldi_native_fbank, "__version__", "unknown"),
-            "h5py": h5py.__version__}
+            "kaldi_native_fbank": installed("kaldi-native-fbank"), "h5py": installed("h5py")}
 
 
 class FeatureStoreWriter:
     """Appends utterances in order through one writer.
 
     Frames are buffered and written a whole shard at a time, so every write is shard-aligned and
-    no shard is rewritten, which keeps the store at a handful of files.
+    no shard is rewritten, which keeps the store at a handful of files. Shards of 32 MB keep that
+    count low (FSDD: 2 files, Speech Commands: ~100) while letting the writer flush full shards
+    as results arrive, instead of writing everything after the last worker is done.
+
+    `compress=False` stores frames raw: log-mel and cepstral floats shrink only ~14% under zstd,
+    which cost as much CPU as the whole rest of writing. Images (mostly zero pixels) compress 10x.
     """
 
-    def __init__(self, path: str | Path, dim: int, chunk_bytes: int = 1 << 20, chunks_per_shard: int = 64):
+    def __init__(self, path: str | Path, dim: int, chunk_bytes: int = 1 << 20, chunks_per_shard: int = 32,
+                 compress: bool = True):
         self.path = Path(path)
         self.dim = int(dim)
         self.group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
@@ -51,7 +64,10 @@ class FeatureStoreWriter:
         self.shard_frames = self.chunk_frames * chunks_per_shard
         self.frames = self.group.create_array(
             "frames", shape=(0, self.dim), chunks=(self.chunk_frames, self.dim),
-            shards=(self.shard_frames, self.dim), dtype="float32")
+            shards=(self.shard_frames, self.dim), dtype="float32",
+            compressors="auto" if compress else None,
+            # Skip zarr's per-chunk "all fill value?" scan: a features chunk is never empty.
+            config={"write_empty_chunks": True})
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self._written = 0
@@ -185,6 +201,11 @@ class FeatureStore:
             raise StoreError(f"{utt_id!r} is not in feature store {self.path}") from None
 
     # -- frames ---------------------------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        """True once load() has read all frames into memory."""
+        return self._frames is not None
+
     def load(self) -> "FeatureStore":
         """Read all frames into memory once; later reads are slices of that array."""
         if self._frames is None:
