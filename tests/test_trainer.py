@@ -86,3 +86,14 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_is_finished_only_for_a_complete_run_of_the_same_config(tmp_path):
+    trainer = Trainer(tmp_path / "r", max_epochs=3, seed=7, config={"lr": 1e-2}, progress=False)
+    assert not trainer.is_finished()
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "r", stop_after=3)
+    assert not trainer.is_finished()
+    _fit(tmp_path / "r")
+    assert trainer.is_finished()
+    assert not Trainer(tmp_path / "r", max_epochs=3, seed=7, config={"lr": 0.5}, progress=False).is_finished()

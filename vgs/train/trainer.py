@@ -96,6 +96,14 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT
 
+    def is_finished(self) -> bool:
+        """True if this run's checkpoint is complete and was made with this configuration, so
+        fit() would do nothing (callers can then skip rewriting their own outputs)."""
+        if not self.checkpoint_path.exists():
+            return False
+        ck = load_checkpoint(self.checkpoint_path)
+        return bool(ck.get("finished")) and ck.get("fingerprint") == self.fingerprint
+
     # ------------------------------------------------------------------------------------------
     def _payload(self, task: TrainTask, epoch: int, index: int, finished: bool, elapsed: float) -> dict:
         return {"fingerprint": self.fingerprint, "config": self.config, "epoch": epoch, "index": index,

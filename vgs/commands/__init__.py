@@ -1,0 +1,1 @@
+"""Subcommands of the `vgs` command, one module each (registered in vgs.cli.COMMANDS)."""

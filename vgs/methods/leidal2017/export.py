@@ -1,0 +1,104 @@
+"""Export of a trained Leidal run: posteriors and sampled embeddings of one split, as HDF5.
+
+File: data/embeddings/leidal2017/<run>.h5 (vgs.store.embeddings schema), two views:
+  /image, /audio
+      ids      (N,)        feature-store ids (mnist-test-00042, fsdd-3_jackson_4, ...)
+      labels   (N,)        digit labels
+      index    (N,)        row in the feature store
+      mean     (N, 128)    posterior means
+      logvar   (N, 128)    posterior log-variances
+      samples  (N, 16, 128) embeddings drawn from the posterior (seeded; see `sample_seed`)
+  attrs of /: method, run, split, lambda_ig, num_samples, sample_seed, data (e.g. "MNIST + FSDD
+      (6 speakers)"), config (the run config as JSON), train_wall_seconds, train_cpu_seconds,
+      train_steps, export_wall_seconds
+  attrs of /<view>: store (feature-store path), corpus, modality
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vgs.methods.leidal2017.config import METHOD, RunConfig, embeddings_path, model_dir
+from vgs.methods.leidal2017.data import LeidalData
+from vgs.methods.leidal2017.train import build_model
+from vgs.store.embeddings import write_embeddings
+from vgs.errors import CheckpointError
+from vgs.train import fingerprint, load_checkpoint
+
+
+def load_trained(cfg: RunConfig, data: LeidalData, run_dir=None):
+    """The finished model of a run and its checkpoint; CheckpointError if missing or unfinished."""
+    run_dir = run_dir or model_dir(cfg.run)
+    ck = load_checkpoint(run_dir / "checkpoint.pt")
+    if not ck.get("finished"):
+        raise CheckpointError(f"{run_dir}/checkpoint.pt is from an unfinished run (epoch {ck.get('epoch')})",
+                              hint=f"finish training first: dvc repro {METHOD}-train@{cfg.run}")
+    if ck.get("fingerprint") != fingerprint(cfg.fingerprint_config()):
+        raise CheckpointError(f"{run_dir}/checkpoint.pt was trained with another configuration than "
+                              f"params.yaml now gives for run {cfg.run}",
+                              hint=f"re-train: dvc repro {METHOD}-train@{cfg.run}")
+    model = build_model(cfg, data)
+    model.load_state_dict(ck["task"]["model"])
+    model.eval()
+    return model, ck
+
+
+@torch.no_grad()
+def encode(model, data: LeidalData, modality: str, indices: np.ndarray, num_samples: int,
+           generator: torch.Generator, batch_size: int = 500, progress: bool = True) -> dict:
+    """Posterior mean, log-variance and `num_samples` draws for the given store indices."""
+    encoder = model.image if modality == "image" else model.audio
+    fetch = data.images if modality == "image" else data.audio
+    means, logvars, samples = [], [], []
+    for start in tqdm(range(0, len(indices), batch_size), desc=f"encode {modality}", disable=not progress,
+                      leave=False):
+        mean, logvar = encoder(fetch(indices[start:start + batch_size]))
+        eps = torch.randn((mean.shape[0], num_samples, mean.shape[1]), generator=generator)
+        means.append(mean)
+        logvars.append(logvar)
+        samples.append(mean.unsqueeze(1) + (0.5 * logvar).exp().unsqueeze(1) * eps)
+    return {"mean": torch.cat(means).numpy(), "logvar": torch.cat(logvars).numpy(),
+            "samples": torch.cat(samples).numpy()}
+
+
+def encode_split(model, data: LeidalData, split: str, num_samples: int, seed: int, batch_size: int = 500,
+                 progress: bool = True) -> dict[str, dict]:
+    """Both views of `split` as embedding-file view dicts (ids, labels, index, mean, logvar, samples)."""
+    generator = torch.Generator().manual_seed(sample_seed(seed))
+    views = {}
+    for modality, store in (("image", data.image_store), ("audio", data.audio_store)):
+        idx = store.indices(split)
+        if len(idx) == 0:
+            raise CheckpointError(f"{store.path} has no {split!r} items to export")
+        views[modality] = {"ids": store.ids[idx], "labels": store.labels[idx], "index": idx,
+                           **encode(model, data, modality, idx, num_samples, generator, batch_size, progress)}
+    return views
+
+
+def sample_seed(seed: int) -> int:
+    return int(np.random.default_rng([seed, 3]).integers(2**62))
+
+
+def export_run(cfg: RunConfig, data: LeidalData | None = None, out_path=None, run_dir=None,
+               progress: bool = True) -> dict:
+    started = time.perf_counter()
+    data = data or LeidalData(cfg.data, cfg.model.num_frames)
+    model, ck = load_trained(cfg, data, run_dir)
+    e = cfg.export
+    views = encode_split(model, data, e.split, e.num_samples, cfg.seed, e.batch_size, progress)
+    out_path = out_path or embeddings_path(cfg.run)
+    attrs = {"method": METHOD, "run": cfg.run, "split": e.split, "lambda_ig": cfg.lambda_ig,
+             "num_samples": e.num_samples, "sample_seed": sample_seed(cfg.seed), "data": data.describe(),
+             "config": cfg.to_dict(), "train_wall_seconds": float(ck["elapsed_seconds"]),
+             "train_cpu_seconds": float(ck["task"].get("cpu_seconds", 0.0)),
+             "train_steps": int(ck["task"].get("steps", 0)),
+             "export_wall_seconds": round(time.perf_counter() - started, 2)}
+    view_attrs = {"image": {"store": str(data.image_store.path), "corpus": data.image_store.corpus,
+                            "modality": "image"},
+                  "audio": {"store": str(data.audio_store.path), "corpus": data.audio_store.corpus,
+                            "modality": "audio"}}
+    write_embeddings(out_path, views, attrs, view_attrs, compression=None)
+    return {"path": str(out_path), **{m: len(v["ids"]) for m, v in views.items()}, **attrs}

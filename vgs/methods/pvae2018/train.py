@@ -1,0 +1,168 @@
+"""Training: the TrainTask for every pvae2018 model, run by the shared Trainer.
+
+Each epoch uses that epoch's pairs from the pair store (each spoken digit with a fresh random
+written digit of its class), in an order drawn from (seed, epoch). Contrastive negatives come
+from a generator seeded by (seed, epoch, batch), so a resumed run draws the same negatives.
+VAE-sp and VAE-im see the same stream: the audio or the image column of the pairs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgs.eval.clustering import kmeans_purity
+from vgs.eval.tsne import balanced_sample
+from vgs.methods.pvae2018.config import RunConfig
+from vgs.methods.pvae2018.data import DigitData
+from vgs.methods.pvae2018.inference import encode
+from vgs.methods.pvae2018.model import AUDIO, IMAGE, MultimodalVAE, build_model
+from vgs.methods.pvae2018.objective import objective
+from vgs.train import Trainer, load_checkpoint
+from vgs.utils.atomic import atomic_write_json
+
+SUMMARY = "summary.json"
+
+
+def with_store_dims(cfg: RunConfig, data: DigitData) -> RunConfig:
+    """The stores, not params, fix the input sizes (fbank bins, image side)."""
+    return replace(cfg, net=replace(cfg.net, audio_dim=data.audio_store.dim,
+                                    image_size=int(data.image_store.item_shape[0])))
+
+
+class PVAETask:
+    def __init__(self, cfg: RunConfig, data: DigitData):
+        cfg = with_store_dims(cfg, data)
+        self.cfg = cfg
+        self.data = data
+        torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
+        self.model = build_model(cfg.model.kind, cfg.net, cfg.model.modality)
+        self.model.set_normalisation(data.stats)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.cpu_seconds = 0.0
+        self.order: np.ndarray | None = None
+        self.tuples: np.ndarray | None = None
+        modalities = self.model.spec.modalities
+        self.val_sets = {}
+        if cfg.train.val_every:
+            for m in modalities:
+                idx = data.split(m, "val")
+                if m == IMAGE and len(idx) > cfg.train.val_images:
+                    idx = idx[balanced_sample(data.labels(m, idx), cfg.train.val_images, seed=cfg.seed)]
+                self.val_sets[m] = idx
+
+    # -- TrainTask protocol ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "cpu_seconds": self.cpu_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
+
+    def start_epoch(self, epoch: int) -> None:
+        self.tuples = self.data.pairs.tuples("train", epoch)
+        rng = np.random.default_rng([self.cfg.seed, epoch])
+        b = self.cfg.train.batch_size
+        order = rng.permutation(len(self.tuples))[:self.num_batches(epoch) * b]
+        group = self.cfg.train.length_sort_batches * b
+        if group > b and AUDIO in self.model.spec.modalities:
+            # Sort each run of `group` shuffled samples by utterance length before cutting batches,
+            # then shuffle the batches: padding (wasted LSTM steps) drops to a few percent while
+            # every batch stays a random mix of digits.
+            lengths = np.array([len(self.data.audio[i]) for i in self.tuples[:, 0]])
+            order = np.concatenate([chunk[np.argsort(lengths[chunk], kind="stable")]
+                                    for chunk in np.split(order, np.arange(group, len(order), group))])
+            batches = order.reshape(-1, b)
+            order = batches[rng.permutation(len(batches))].reshape(-1)
+        self.order = order
+
+    def num_batches(self, epoch: int) -> int:
+        # Full batches only: negatives are drawn within the batch and need company.
+        return len(self.tuples) // self.cfg.train.batch_size
+
+    def train_step(self, epoch: int, index: int) -> dict[str, float]:
+        t0 = time.process_time()
+        b = self.cfg.train.batch_size
+        rows = self.tuples[self.order[index * b:(index + 1) * b]]
+        modalities = self.model.spec.modalities
+        batch = self.data.batch(rows[:, 0] if AUDIO in modalities else None,
+                                rows[:, 1] if IMAGE in modalities else None)
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.cfg.seed, epoch, index]).integers(2**62)))
+        self.model.train()
+        loss, logs = objective(self.model, batch, self.cfg.model.weights, gen)
+        self.opt.zero_grad()
+        loss.backward()
+        if self.cfg.train.grad_clip:
+            logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip))
+        self.opt.step()
+        self.cpu_seconds += time.process_time() - t0
+        return logs
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        out = {"cpu_seconds": round(self.cpu_seconds, 2)}
+        every = self.cfg.train.val_every
+        if every and ((epoch + 1) % every == 0 or epoch + 1 == self.cfg.train.epochs):
+            out.update(validation_purity(self.model, self.data, self.val_sets, seed=self.cfg.seed))
+        return out
+
+
+def validation_purity(model: MultimodalVAE, data: DigitData, val_sets: dict, seed: int) -> dict[str, float]:
+    out = {}
+    for m, idx in val_sets.items():
+        labels = data.labels(m, idx)
+        for name, (mean, _) in encode(model, data, m, idx).items():
+            out[f"val_purity_{m}_{name}"] = round(kmeans_purity(mean, labels, k=10, seed=seed, n_init=4), 4)
+    return out
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path, data: DigitData | None = None, progress: bool = True,
+              stop_after_steps: int | None = None, num_threads: int | None = None) -> dict:
+    """Train (or resume, or do nothing if finished) and write run_dir/summary.json."""
+    run_dir = Path(run_dir)
+    data = data or DigitData(cfg.data)
+    cfg = with_store_dims(cfg, data)
+    task = PVAETask(cfg, data)
+    trainer = Trainer(run_dir, max_epochs=cfg.train.epochs, seed=cfg.seed, config=cfg.fingerprint_dict(),
+                      checkpoint_every_seconds=cfg.train.checkpoint_every_seconds, progress=progress,
+                      stop_after_steps=stop_after_steps, num_threads=num_threads)
+    previous = _finished_summary(run_dir, trainer.fingerprint)
+    if previous is not None:
+        # A no-op re-run keeps the timings of the run that did the work.
+        print(f"{run_dir}: training already finished ({previous['wall_seconds']} s); nothing to do")
+        return previous
+    load_start = os.getloadavg()
+    result = trainer.fit(task)
+    summary = {
+        "model": cfg.model.name, "kind": cfg.model.kind, "profile": cfg.profile, "epochs": cfg.train.epochs,
+        "steps": cfg.train.epochs * (len(data.pairs.tuples("train", 0)) // cfg.train.batch_size),
+        "wall_seconds": round(result["elapsed_seconds"], 1), "cpu_seconds": round(task.cpu_seconds, 1),
+        "torch_threads": torch.get_num_threads(), "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+        "parameters": sum(p.numel() for p in task.model.parameters()),
+        "vad_frames_kept": round(data.frames_kept, 4), "fingerprint": trainer.fingerprint,
+        "resumed": result["resumed"], "complete": True,
+    }
+    log = run_dir / "train_log.jsonl"
+    if log.exists():
+        ends = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("end")]
+        if ends:
+            summary["last_epoch_log"] = ends[-1]
+    atomic_write_json(run_dir / SUMMARY, summary)
+    return summary
+
+
+def _finished_summary(run_dir: Path, fingerprint: str) -> dict | None:
+    """The summary of a finished run with this configuration, if checkpoint and summary agree."""
+    summary, checkpoint = run_dir / SUMMARY, run_dir / "checkpoint.pt"
+    if not (summary.exists() and checkpoint.exists()):
+        return None
+    old = json.loads(summary.read_text())
+    if old.get("fingerprint") != fingerprint:
+        return None
+    ck = load_checkpoint(checkpoint)
+    return old if ck.get("finished") and ck.get("fingerprint") == fingerprint else None

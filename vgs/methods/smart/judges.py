@@ -1,0 +1,147 @@
+"""The judges: label classifiers trained with labels on the training split, used only to score
+conversions (Section 3, "we trained an audio pattern classifier and an image pattern
+classifier with labeled GCDD and MNIST training data").
+
+MLC judges images (MNIST), GLC judges audio (the paper's GCDD; here whatever audio store
+smart.data names). The epoch with the best validation accuracy is kept; the test split is only
+scored once, at the end.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from vgs.methods.smart.data import Modality, SmartData, load_data
+from vgs.methods.smart.model import LabelClassifier
+from vgs.params import Params
+from vgs.train import Trainer, load_checkpoint
+from vgs.utils.atomic import atomic_path, atomic_write_json
+from vgs.utils.seed import seed_everything
+
+JUDGES = {"mlc": "image", "glc": "audio"}
+JUDGE_FILE = "judge.pt"
+
+
+def judges_dir() -> Path:
+    return Path("data/models/smart/judges")
+
+
+def judge_config(params: Params, name: str) -> dict:
+    j = params.profiled("smart.judges")
+    c = j.section(name)
+    widths = c.list("widths")
+    return {"name": name, "modality": JUDGES[name], "widths": widths,
+            "input_pool": c.int("input_pool", 1, min=1), "hidden": c.int("hidden", 128, min=1),
+            "dropout": c.float("dropout", 0.3, min=0, max=1),
+            "epochs": c.int("epochs", min=1), "batch_size": j.int("batch_size", min=1), "lr": j.float("lr", min=0),
+            "seed": params.int("seed")}
+
+
+def build_judge(cfg: dict) -> LabelClassifier:
+    return LabelClassifier(tuple(cfg["input_hw"]), cfg["widths"], 10, cfg["input_pool"], cfg["hidden"],
+                           cfg["dropout"])
+
+
+class JudgeTask:
+    def __init__(self, model: LabelClassifier, mod: Modality, cfg: dict):
+        self.model = model
+        self.cfg = cfg
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+        self.train_idx = mod.indices("train")
+        self.val_idx = mod.indices("val")
+        self.x, self.y = mod.x, torch.from_numpy(mod.labels)
+        self.order = None
+        self.best = {"val_acc": -1.0, "epoch": -1, "state": None}
+        self.cpu_seconds = 0.0
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "best": self.best,
+                "cpu_seconds": self.cpu_seconds}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        self.best = s["best"]
+        self.cpu_seconds = s["cpu_seconds"]
+
+    def start_epoch(self, epoch: int) -> None:
+        code = list(JUDGES).index(self.cfg["name"])
+        self.order = np.random.default_rng([self.cfg["seed"], code, epoch]).permutation(self.train_idx)
+
+    def num_batches(self, epoch: int) -> int:
+        return -(-len(self.train_idx) // self.cfg["batch_size"])
+
+    def train_step(self, epoch: int, index: int) -> dict[str, float]:
+        t0 = time.process_time()
+        b = self.cfg["batch_size"]
+        idx = torch.from_numpy(self.order[index * b:(index + 1) * b])
+        self.model.train()
+        loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.cpu_seconds += time.process_time() - t0
+        return {"loss": loss.item()}
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        t0 = time.process_time()
+        acc = accuracy(self.model, self.x[torch.from_numpy(self.val_idx)], self.y[self.val_idx].numpy())
+        if acc > self.best["val_acc"]:
+            self.best = {"val_acc": acc, "epoch": epoch, "state": copy.deepcopy(self.model.state_dict())}
+        self.cpu_seconds += time.process_time() - t0
+        return {"val_acc": acc, "cpu_seconds": round(self.cpu_seconds, 2)}
+
+
+def accuracy(model: LabelClassifier, x: torch.Tensor, labels: np.ndarray) -> float:
+    return float((model.predict(x).numpy() == np.asarray(labels)).mean())
+
+
+def train_judge(params: Params, name: str, data: SmartData, out_dir: str | Path | None = None,
+                progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    cfg = judge_config(params, name)
+    mod = data[cfg["modality"]]
+    cfg["input_hw"] = list(mod.input_hw)
+    out_dir = Path(out_dir) if out_dir else judges_dir() / name
+    seed_everything(cfg["seed"])   # initial weights independent of the process's history
+    model = build_judge(cfg)
+    task = JudgeTask(model, mod, cfg)
+    # The fingerprint covers the data too: a judge trained on other inputs must not be resumed.
+    config = {"judge": cfg, "store": mod.store_path, "data": mod.description}
+    trainer = Trainer(out_dir, max_epochs=cfg["epochs"], seed=cfg["seed"], config=config, progress=progress,
+                      stop_after_steps=stop_after_steps)
+    if trainer.is_finished() and (out_dir / JUDGE_FILE).exists():
+        return load_checkpoint(out_dir / JUDGE_FILE)["summary"]   # a finished judge is not rewritten
+    result = trainer.fit(task)
+    model.load_state_dict(task.best["state"])
+    test = mod.indices("test")
+    summary = {"name": name, "modality": cfg["modality"], "corpus": mod.corpus,
+               "val_acc": task.best["val_acc"], "best_epoch": task.best["epoch"],
+               "test_acc": accuracy(model, mod.x[torch.from_numpy(test)], mod.labels[test]),
+               "test_items": int(len(test)), "train_items": int(len(task.train_idx)),
+               "cpu_seconds": round(task.cpu_seconds, 1), "wall_seconds": round(result["elapsed_seconds"], 1),
+               "config": cfg}
+    with atomic_path(out_dir / JUDGE_FILE) as tmp:
+        torch.save({"config": cfg, "state": task.best["state"], "summary": summary}, tmp)
+    return summary
+
+
+def load_judge(name: str, directory: str | Path | None = None) -> LabelClassifier:
+    ck = load_checkpoint(Path(directory or judges_dir()) / name / JUDGE_FILE)
+    model = build_judge(ck["config"])
+    model.load_state_dict(ck["state"])
+    model.eval()
+    return model
+
+
+def train_judges(params: Params, progress: bool = True) -> dict:
+    data = load_data(params)
+    out = {"data": data.summary()}
+    for name in JUDGES:
+        out[name] = train_judge(params, name, data, progress=progress)
+    atomic_write_json(judges_dir() / "judges.json", out)
+    return out
