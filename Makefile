@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test install bench ui clean-venv
+.PHONY: run test install bench ui flow clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/vgs ui
+
+# The whole pipeline once as a Prefect flow, against the server `make ui` started.
+flow: $(STAMP)
+	$(BIN)/vgs flow
 
 clean-venv:
 	rm -rf $(VENV)

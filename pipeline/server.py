@@ -1,0 +1,154 @@
+"""The local Prefect server and the environment every `vgs` Prefect command runs in.
+
+Prefect keeps its database, profiles and settings under PREFECT_HOME (default ~/.prefect); we
+keep it in the project (.prefect/, git-ignored) so runs, deployments and schedules belong to
+the checkout. Analytics are switched off. Set these before importing prefect: its settings are
+read once, at first use.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from vgs.errors import VgsError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4200
+HOME_DIR = ".prefect"
+
+
+class ServerError(VgsError):
+    """The Prefect server is not reachable, or would not start."""
+
+
+def api_url(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
+    return f"http://{host}:{port}/api"
+
+
+def ui_url(api: str) -> str:
+    return api[: -len("/api")] if api.endswith("/api") else api
+
+
+def project_env(root: str | Path, api: str | None = None, base: dict | None = None) -> dict:
+    """Environment for Prefect in this project: PREFECT_HOME inside it, analytics off, the API."""
+    env = dict(os.environ if base is None else base)
+    home = Path(root).resolve() / HOME_DIR
+    env["PREFECT_HOME"] = str(home)
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    if api:
+        env["PREFECT_API_URL"] = api
+    return env
+
+
+def configure(root: str | Path, api: str | None = None) -> str:
+    """Apply project_env to this process (before prefect is imported); return the API URL in use.
+
+    The API URL: the argument, else $PREFECT_API_URL, else the local server's.
+    """
+    api = api or os.environ.get("PREFECT_API_URL") or api_url()
+    if "prefect" in sys.modules:
+        # Settings are already loaded; changing the environment now would silently do nothing.
+        from prefect.settings import PREFECT_API_URL
+
+        current = PREFECT_API_URL.value()
+        if current and current.rstrip("/") != api.rstrip("/"):
+            raise ServerError(f"prefect was imported with PREFECT_API_URL={current}, not {api}",
+                              hint="set PREFECT_API_URL before starting the process")
+    os.environ.update(project_env(root, api))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    return api
+
+
+def is_healthy(api: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api.rstrip('/')}/health", timeout=timeout) as resp:
+            return resp.status == 200 and json.loads(resp.read() or b"false") is True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def require_server(api: str) -> None:
+    if not is_healthy(api):
+        raise ServerError(f"no Prefect server answers at {api}",
+                          hint="start one with `make ui` (or `vgs ui`) in another terminal, "
+                               "or point PREFECT_API_URL at yours")
+
+
+def start_server(root: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 log_path: str | Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start `prefect server start` in the background (its output goes to `log_path`)."""
+    env = env or project_env(root)
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    # The server's own settings must not point it at another API.
+    env.pop("PREFECT_API_URL", None)
+    env["PREFECT_SERVER_API_HOST"] = host
+    env["PREFECT_SERVER_API_PORT"] = str(port)
+    if host not in ("0.0.0.0", "::"):
+        # The browser UI asks this address for its data; prefect's default is port 4200
+        # whatever --port says. Behind 0.0.0.0 only the user knows the reachable name:
+        # they set PREFECT_UI_API_URL=http://<host>:<port>/api themselves.
+        env.setdefault("PREFECT_UI_API_URL", api_url(host, port))
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host,
+                                 "--port", str(port)], cwd=str(root), env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    finally:
+        if log_path:
+            out.close()
+
+
+def wait_healthy(api: str, proc: subprocess.Popen | None = None, timeout: float = 180.0,
+                 log_path: str | Path | None = None) -> float:
+    """Wait until the server answers; return the seconds it took. Fail early if it died."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if is_healthy(api, timeout=1.0):
+            return time.monotonic() - start
+        if proc is not None and proc.poll() is not None:
+            tail = ""
+            if log_path and Path(log_path).exists():
+                tail = "\n".join(Path(log_path).read_text(errors="replace").splitlines()[-20:])
+            raise ServerError(f"the Prefect server exited with code {proc.returncode} before answering"
+                              + (f":\n{tail}" if tail else ""),
+                              hint=f"see {log_path}" if log_path else None)
+        time.sleep(0.5)
+    raise ServerError(f"the Prefect server at {api} did not answer within {timeout:.0f} s",
+                      hint=f"see {log_path}" if log_path else None)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Ctrl-C first (prefect shuts its services down on it), then SIGTERM, then SIGKILL."""
+    import signal
+
+    for send in (lambda: proc.send_signal(signal.SIGINT), proc.terminate, proc.kill):
+        if proc.poll() is not None:
+            return
+        send()
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
+def start_worker(root: str | Path, pool: str, env: dict, limit: int | None = None,
+                 log_path: str | Path | None = None) -> subprocess.Popen:
+    """`prefect worker start` for a process work pool (created if missing)."""
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+    if limit:
+        argv += ["--limit", str(limit)]
+    out = open(log_path, "ab") if log_path else None
+    try:
+        return subprocess.Popen(argv, cwd=str(root), env=env, stdout=out,
+                                stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL)
+    finally:
+        if out:
+            out.close()

@@ -1,0 +1,203 @@
+"""Parameter sweeps as DVC experiments, run by DVC's queue or by Prefect workers.
+
+A grid comes from the command line, `-S key=v1,v2 -S other=a,b` (the cartesian product), and
+every point is one DVC experiment (`dvc exp run -S key=value`), so `dvc exp show` compares them
+whichever way they ran:
+
+- DVC queue (one machine): `dvc exp run --queue` per point, then `dvc queue start -j N`.
+- Prefect work pool (one or many machines): one flow run of the `dvc-experiment` deployment
+  per point; every `prefect worker start --pool <pool>` process (or `vgs worker`), on this
+  machine or another one pointed at the same server, takes runs from the pool. Each run is
+  `dvc exp run --temp`: DVC copies the project into a temporary directory, so several
+  experiments run at once without sharing a workspace, and the finished experiment lands in
+  the project's `dvc exp show`.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from pipeline.runner import dvc_argv, run_streaming, stage_env
+from vgs.errors import VgsError
+
+SWEEP_POOL = "vgs-sweep"
+SWEEP_DEPLOYMENT = "sweep"
+
+
+class SweepError(VgsError):
+    """A malformed grid, or an experiment that failed."""
+
+
+def parse_grid(specs: list[str]) -> list[dict[str, str]]:
+    """`["a.b=1,2", "c=x"]` -> `[{"a.b": "1", "c": "x"}, {"a.b": "2", "c": "x"}]`.
+
+    A value list may be written in brackets to keep commas inside one YAML value out of it:
+    `-S 'dims=[1,2]'` is one value; `-S 'dims=[1,2];[3,4]'` is two.
+    """
+    if not specs:
+        raise SweepError("a sweep needs at least one -S key=value[,value...]",
+                         hint="e.g. -S leidal2017.lambda_ig=0,0.1,1,10")
+    axes = []
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        if not sep or not key or not values.strip():
+            raise SweepError(f"bad sweep axis {spec!r}", hint="write key=value[,value...], e.g. train.lr=0.1,0.01")
+        splitter = ";" if values.lstrip().startswith("[") else ","
+        options = [v.strip() for v in values.split(splitter) if v.strip()]
+        if len(set(options)) != len(options):
+            raise SweepError(f"sweep axis {key} repeats a value: {values}")
+        axes.append([(key, v) for v in options])
+    keys = [a[0][0] for a in axes]
+    if len(set(keys)) != len(keys):
+        raise SweepError(f"a sweep key appears twice: {', '.join(keys)}")
+    return [dict(point) for point in itertools.product(*axes)]
+
+
+def point_name(prefix: str, point: dict[str, str]) -> str:
+    """A DVC experiment name (a valid git ref component) naming the point's values."""
+    parts = [prefix] + [f"{key.split('.')[-1]}{value}" for key, value in point.items()]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts))
+    return re.sub(r"\.{2,}", ".", name).strip("-.")
+
+
+def set_param_args(point: dict[str, str]) -> list[str]:
+    args = []
+    for key, value in point.items():
+        args += ["-S", f"{key}={value}"]
+    return args
+
+
+def run_experiment(root: Path, point: dict[str, str], name: str | None, targets: list[str] | None,
+                   log, pull: bool = False, push_remote: str | None = None) -> None:
+    """`dvc exp run --temp` for one point; its output goes to `log`."""
+    argv = dvc_argv("exp", "run", "--temp") + set_param_args(point)
+    if name:
+        argv += ["-n", name]
+    if pull:
+        argv.append("--pull")
+    argv += list(targets or [])
+    log("$ dvc " + " ".join(argv[3:]))
+    code, tail = run_streaming(argv, root, log)
+    if code != 0:
+        raise SweepError(f"experiment {name or point} failed (`dvc exp run` exited with {code}):\n"
+                         + "\n".join(tail))
+    if push_remote:
+        code, tail = run_streaming(dvc_argv("exp", "push", push_remote, name), root, log)
+        if code != 0:
+            raise SweepError(f"`dvc exp push {push_remote} {name}` failed:\n" + "\n".join(tail),
+                             hint="check the git remote and the DVC remote (`dvc remote list`)")
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def experiment_rows(root: Path, names: list[str] | None = None) -> list[dict]:
+    """`dvc exp show --json` as flat rows: experiment name, params and metrics (dotted keys)."""
+    out = subprocess.run(dvc_argv("exp", "show", "--json"), cwd=str(root), env=stage_env(),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SweepError("`dvc exp show --json` failed:\n" + (out.stdout + out.stderr)[-2000:])
+    rows = []
+    for commit in json.loads(out.stdout or "[]"):
+        for exp in commit.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                name = rev.get("name") or rev.get("rev")
+                if names is not None and name not in names:
+                    continue
+                data = rev.get("data") or {}
+                row = {"experiment": name, "baseline": (commit.get("rev") or "")[:7]}
+                for kind in ("params", "metrics"):
+                    for _, content in (data.get(kind) or {}).items():
+                        _flatten("", (content or {}).get("data") or {}, row)
+                rows.append(row)
+    return rows
+
+
+def queue_sweep(root: Path, grid: list[dict[str, str]], prefix: str, targets: list[str] | None,
+                jobs: int, log=print, wait: bool = True, poll_seconds: float = 3.0) -> list[str]:
+    """Queue every point with `dvc exp run --queue`, start `jobs` DVC queue workers, wait."""
+    names = []
+    for point in grid:
+        name = point_name(prefix, point)
+        argv = dvc_argv("exp", "run", "--queue", "-n", name) + set_param_args(point) + list(targets or [])
+        code, tail = run_streaming(argv, root, log)
+        if code != 0:
+            raise SweepError(f"could not queue {name}:\n" + "\n".join(tail))
+        names.append(name)
+    code, tail = run_streaming(dvc_argv("queue", "start", "-j", str(jobs)), root, log)
+    if code != 0:
+        raise SweepError("`dvc queue start` failed:\n" + "\n".join(tail))
+    if not wait:
+        return names
+    while True:
+        status = subprocess.run(dvc_argv("queue", "status"), cwd=str(root), env=stage_env(),
+                                capture_output=True, text=True).stdout
+        mine = [line for line in status.splitlines() if any(f" {n} " in f" {line} " for n in names)]
+        if mine and not any(re.search(r"\b(Queued|Running)\b", line) for line in mine):
+            failed = [line for line in mine if re.search(r"\bFailed\b", line)]
+            if failed:
+                raise SweepError("some queued experiments failed:\n" + "\n".join(failed),
+                                 hint="see `dvc queue logs <name>`")
+            return names
+        time.sleep(poll_seconds)
+
+
+def deploy_sweep(pool: str = SWEEP_POOL, name: str = SWEEP_DEPLOYMENT, pull: bool = False,
+                 push_remote: str | None = None) -> str:
+    """Create the process work pool (if missing) and the `dvc-experiment/<name>` deployment.
+
+    The deployment names the flow by module path (pipeline.flows), so a worker runs it from its
+    own installed project; the flow finds its checkout through $VGS_REPO, which `vgs worker`
+    sets. Nothing here depends on this machine's paths, so workers anywhere can share it.
+    """
+    from pipeline.deployments import apply_deployment
+    from pipeline.flows import dvc_experiment
+
+    return apply_deployment(
+        dvc_experiment, name, pool, parameters={"pull": pull, "push_remote": push_remote},
+        description="One sweep point as a DVC experiment (`dvc exp run --temp -S ...`); "
+                    "submit points with `vgs sweep submit`.")
+
+
+def submit_sweep(grid: list[dict[str, str]], prefix: str, targets: list[str] | None,
+                 deployment: str = SWEEP_DEPLOYMENT) -> list[tuple[str, str]]:
+    """One flow run per point; returns (experiment name, flow run id)."""
+    from prefect.deployments import run_deployment
+
+    from pipeline.flows import EXPERIMENT_FLOW_NAME
+
+    runs = []
+    for point in grid:
+        name = point_name(prefix, point)
+        run = run_deployment(f"{EXPERIMENT_FLOW_NAME}/{deployment}", timeout=0,
+                             parameters={"params": point, "name": name, "targets": targets},
+                             flow_run_name=name)
+        runs.append((name, str(run.id)))
+    return runs
+
+
+def wait_for_runs(run_ids: list[str], timeout: float | None = None, poll_seconds: float = 2.0) -> dict:
+    """Wait until every flow run is final; return {id: state name}."""
+    from prefect import get_client
+
+    start = time.monotonic()
+    with get_client(sync_client=True) as client:
+        while True:
+            states = {rid: client.read_flow_run(rid).state for rid in run_ids}
+            if all(s is not None and s.is_final() for s in states.values()):
+                return {rid: s.name for rid, s in states.items()}
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise SweepError(f"sweep runs not finished after {timeout:.0f} s: "
+                                 + ", ".join(f"{rid[:8]} {s.name if s else '?'}" for rid, s in states.items()),
+                                 hint="is a worker running? start one with `vgs worker`")
+            time.sleep(poll_seconds)
