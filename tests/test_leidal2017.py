@@ -23,7 +23,7 @@ from vgs.nn.gaussian import frobenius_norm_sum
 from vgs.pairing import View, build_pairs
 from vgs.params import Params
 from vgs.report.tables import read_csv
-from vgs.store import FeatureStoreWriter
+from tiny_stores import write_tiny_store
 
 
 # -- the model --------------------------------------------------------------------------------------
@@ -112,18 +112,6 @@ def test_params_give_one_run_per_table_value():
 
 
 # -- a tiny end-to-end run -------------------------------------------------------------------------
-def _store(path, items, modality, corpus, item_shape=None):
-    dim = items[0][1].shape[-1]
-    w = FeatureStoreWriter(path, dim=dim)
-    for utt, feats, label, split, speaker in items:
-        w.add(utt, feats, label=label, speaker=speaker, split=split)
-    attrs = {"corpus": corpus, "modality": modality, "config": {"kind": "test"}, "config_hash": corpus,
-             "source_manifest_sha256": "0" * 64}
-    if item_shape:
-        attrs["item_shape"] = list(item_shape)
-    w.close(attrs)
-
-
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
     """Digit-coded 8x8 'images' and 6-bin 'utterances': 10 classes, train/val/test splits."""
@@ -140,9 +128,9 @@ def tiny(tmp_path, monkeypatch):
                 feats = rng.normal(0, 0.3, (t, 6)).astype(np.float32)
                 feats[:, label % 6] += 2.0 + label // 6
                 audio.append((f"utt-{split}-{label}-{k}", feats, label, split, f"spk{k % 2}"))
-    _store("data/features/img.zarr", [(u, x.reshape(8, 8), y, s, sp) for u, x, y, s, sp in images],
-           "image", "mnist", item_shape=(8, 8))
-    _store("data/features/aud.zarr", audio, "audio", "fsdd")
+    write_tiny_store("data/features/img.zarr", [(u, x.reshape(8, 8), y, s, sp) for u, x, y, s, sp in images],
+                     "mnist", "image", item_shape=(8, 8))
+    write_tiny_store("data/features/aud.zarr", audio, "fsdd", "audio")
     build_pairs([View("image", "data/features/img.zarr"), View("audio", "data/features/aud.zarr")],
                 "data/pairs/tiny.zarr", seed=5, epochs={"train": 3, "val": 1, "test": 1})
     train = TrainConfig(num_samples=3, batch_pairs=8, lr=1e-3, epochs=3, pairs_per_epoch=24, val_pairs=8)

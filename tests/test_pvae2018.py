@@ -21,7 +21,7 @@ from vgs.nn.gaussian import kl_to_standard_normal
 from vgs.nn.recurrent import LSTMEncoder, LSTMFrameDecoder, pad_batch
 from vgs.pairing import View, build_pairs
 from vgs.params import Params
-from vgs.store import FeatureStoreWriter
+from tiny_stores import write_tiny_store
 from vgs.train import load_checkpoint
 
 LOG2PI = math.log(2 * math.pi)
@@ -172,17 +172,6 @@ def test_vad_trims_leading_and_trailing_silence_only():
 
 
 # -- tiny end-to-end data -----------------------------------------------------------------------------
-def _write_store(path, items, dim, corpus, modality, item_shape=None):
-    w = FeatureStoreWriter(path, dim=dim)
-    for utt, feats, label, split, speaker in items:
-        w.add(utt, feats, label=label, speaker=speaker, split=split)
-    attrs = {"corpus": corpus, "modality": modality, "config": {"kind": "test"}, "config_hash": corpus,
-             "source_manifest_sha256": "0" * 64}
-    if item_shape:
-        attrs["item_shape"] = list(item_shape)
-    w.close(attrs)
-
-
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
     """Digit-coded 8x8 images and 6-bin log-mel 'utterances' with silent edges; 10 classes."""
@@ -202,8 +191,8 @@ def tiny(tmp_path, monkeypatch):
                 audio.append((f"utt-{split}-{label}-{k}", np.concatenate([silence, feats, silence]), label,
                               split, f"spk{k % 2}"))
     (tmp_path / "data").mkdir()
-    _write_store("data/img.zarr", images, 8, "mnist", "image", (8, 8))
-    _write_store("data/aud.zarr", audio, 6, "fsdd", "audio")
+    write_tiny_store("data/img.zarr", images, "mnist", "image", (8, 8))
+    write_tiny_store("data/aud.zarr", audio, "fsdd", "audio")
     build_pairs([View("audio", "data/aud.zarr"), View("image", "data/img.zarr")], "data/pairs.zarr", seed=1,
                 epochs={"train": 3, "val": 1, "test": 1})
     params = {
