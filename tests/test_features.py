@@ -213,6 +213,8 @@ def test_one_and_two_workers_give_byte_identical_stores(audio_corpus, tmp_path):
     assert attrs1 == attrs2
     # A handful of files, whatever the number of utterances (DVC hashes every file).
     assert len(one) < 30
+    # The workers' spilled batches are gone once the store is written.
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".w2.zarr")]
 
 
 def test_store_holds_per_utterance_features_in_manifest_order(audio_corpus, tmp_path):
