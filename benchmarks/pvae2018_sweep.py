@@ -9,10 +9,14 @@ vgs/methods/pvae2018/README.md ("What else we tried") comes from `--summarize` o
   python benchmarks/pvae2018_sweep.py run gamma1 kernel_gamma=1.0
   python benchmarks/pvae2018_sweep.py run nocontrast contrastive=0
   python benchmarks/pvae2018_sweep.py summarize /tmp/pvae2018_sweep/*
+  python benchmarks/pvae2018_sweep.py run indep1000 zi_independence=1000
+
+`zi_independence` is not part of the paper (objective.py; README: "Results and where they fall
+short").
 
 Overridable keys: epochs, batch_size, lr, val_every (train); coherence, contrastive, kernel_gamma,
-margin (objective); hidden, latent_dim (net); image_std, vad_threshold_db (data); model (a
-pvae2018.models key, default pvae).
+margin, zi_independence (objective); hidden, latent_dim (net); image_std, vad_threshold_db (data);
+model (a pvae2018.models key, default pvae).
 """
 import argparse
 import dataclasses
@@ -27,7 +31,7 @@ from vgs.params import Params
 
 TRAIN_INT = ("epochs", "batch_size", "val_every")
 TRAIN_FLOAT = ("lr", "grad_clip")
-WEIGHTS = ("coherence", "contrastive", "kernel_gamma", "margin")
+WEIGHTS = ("coherence", "contrastive", "kernel_gamma", "margin", "zi_independence")
 NET = ("hidden", "latent_dim")
 
 

@@ -13,8 +13,8 @@ from vgs.methods.pvae2018.evaluate import load_eval_config
 from vgs.methods.pvae2018.data import DataConfig, DigitData
 from vgs.methods.pvae2018.model import AUDIO, IMAGE, NetConfig, build_model
 from vgs.methods.pvae2018.objective import (Weights, audio_log_likelihood, coherence_kl, contrastive_hinge,
-                                            derangement, elbo, elbo_terms, image_log_likelihood, objective,
-                                            rbf_kernel)
+                                            derangement, elbo, elbo_terms, image_log_likelihood,
+                                            normalised_hsic, objective, rbf_kernel)
 from vgs.methods.pvae2018.inference import load_trained
 from vgs.methods.pvae2018.train import PVAETask, train_run
 from vgs.nn.gaussian import kl_to_standard_normal
@@ -116,6 +116,50 @@ def test_contrastive_term_only_in_full_pvae():
     assert {"coh_audio", "coh_image"} <= set(without)
 
 
+def test_normalised_hsic_separates_independent_from_dependent_latents():
+    g = torch.Generator().manual_seed(0)
+    independent = [normalised_hsic(torch.randn(32, 32, generator=g), torch.randn(32, 9, generator=g)).item()
+                   for _ in range(20)]
+    assert abs(np.mean(independent)) < 0.03 and max(independent) < 0.2
+    x = torch.randn(32, 32, generator=g)
+    assert normalised_hsic(x, x).item() == pytest.approx(1.0)
+    digit = torch.randint(0, 10, (32,), generator=g)
+    z_s = 3 * torch.randn(10, 32, generator=g)[digit] + 0.3 * torch.randn(32, 32, generator=g)
+    z_i_with_digit = torch.randn(10, 9, generator=g)[digit] + torch.randn(32, 9, generator=g)
+    assert normalised_hsic(z_s, z_i_with_digit).item() > 0.3
+    with pytest.raises(ValueError, match="at least 4"):
+        normalised_hsic(x[:3], x[:3])
+
+
+def test_independence_term_moves_only_z_i_and_needs_a_pvae():
+    torch.manual_seed(0)
+    net = NetConfig(audio_dim=3, image_size=8, hidden=6, latent_dim=2, image_channels=(2, 2))
+    model = build_model("pvae", net)
+    x, lengths = pad_batch([np.random.rand(4, 3), np.random.rand(2, 3), np.random.rand(3, 3), np.random.rand(4, 3),
+                            np.random.rand(2, 3)])
+    batch = {"audio": x, "audio_lengths": lengths, "image": torch.rand(5, 8, 8)}
+    base, logs0 = objective(model, batch, Weights(), torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    with_term, logs = objective(model, batch, Weights(zi_independence=100.0), torch.Generator().manual_seed(0))
+    assert "nhsic_s_i" in logs and "nhsic_s_i" not in logs0
+    torch.manual_seed(1)
+    plain, _ = objective(model, batch, Weights(), torch.Generator().manual_seed(0))
+    assert (with_term - plain).item() == pytest.approx(100.0 * logs["nhsic_s_i"], rel=1e-4, abs=1e-4)
+    # The term's gradient reaches the z_i heads but not the z_s heads (mu_s is detached).
+    def head_grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if ".heads.s." in n or ".heads.i." in n}
+    g_with, g_plain = head_grads(with_term), head_grads(plain)
+    for name in g_with:
+        same = torch.allclose(g_with[name], g_plain[name], rtol=1e-5, atol=1e-7)
+        assert same if ".heads.s." in name else True, name
+    assert any(not torch.allclose(g_with[n], g_plain[n]) for n in g_with if ".heads.i." in n)
+    jmvae = build_model("jmvae", net)
+    with pytest.raises(ValueError, match="independence term"):
+        objective(jmvae, batch, Weights(zi_independence=1.0), torch.Generator().manual_seed(0))
+
+
 # -- variable-length sequences ------------------------------------------------------------------------
 def test_padding_does_not_change_lstm_encodings_or_decoded_frames():
     torch.manual_seed(0)
@@ -209,7 +253,9 @@ def tiny(tmp_path, monkeypatch):
             "profiles": {"cpu": {"train": {"epochs": 2}}, "paper": {}},
             "models": {"vae-sp": {"kind": "vae", "modality": "audio"}, "vae-im": {"kind": "vae", "modality": "image"},
                        "jmvae-kl": {"kind": "jmvae"}, "pvae-nocontrast": {"kind": "pvae", "contrastive_weight": 0.0},
-                       "pvae": {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5, "margin": 0.5}},
+                       "pvae": {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5, "margin": 0.5},
+                       "pvae-independence": {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5,
+                                             "margin": 0.5, "zi_independence_weight": 10.0}},
         },
     }
     import yaml
@@ -277,7 +323,7 @@ def test_pipeline_stages_on_tiny_data(tiny, tmp_path):
         spec.loader.exec_module(mod)
         mod.main(list(args))
 
-    for model in ("vae-sp", "vae-im", "jmvae-kl", "pvae-nocontrast", "pvae"):
+    for model in ("vae-sp", "vae-im", "jmvae-kl", "pvae-nocontrast", "pvae", "pvae-independence"):
         stage("pvae2018_train", model, "--no-progress")
         stage("pvae2018_export", model)
         stage("pvae2018_evaluate", model)
@@ -286,9 +332,12 @@ def test_pipeline_stages_on_tiny_data(tiny, tmp_path):
     res = tmp_path / "results" / "pvae2018"
     rows = (res / "table1.csv").read_text().splitlines()
     assert rows[0].startswith("model,latent_speech,latent_image,purity_speech_paper,purity_speech_ours")
-    assert len(rows) == 8 and "fsdd (2 speakers) + MNIST".lower() in rows[1].lower()
+    assert len(rows) == 10 and "fsdd (2 speakers) + MNIST".lower() in rows[1].lower()
     assert rows[1].split(",")[3] == "0.4573"                     # the paper's VAE-sp speech value
     assert rows[1].split(",")[5] == ""                           # VAE-sp has no image latent
+    extra = rows[9].split(",")                                  # our diagnostic model, after Table 1's rows
+    assert extra[0].startswith("PVAE + z_i independence") and extra[1:4] == ["z_a", "z_i", "not in paper"]
+    assert float(extra[4]) >= 0
     for name in ("figure3_inertia.png", "tsne_z_s.png", "tsne_z_a.png", "tsne_z_i.png", "report.md",
                  "metrics.json", "figure4_style_image.png", "figure4_style_speech.png",
                  "figure5_speech_to_image.png", "figure5_image_to_speech.png"):
@@ -309,6 +358,10 @@ def test_unknown_model_and_bad_settings_are_clear_errors(tiny):
         load_run_config(tiny, "pvea")
     tiny.data["pvae2018"]["models"]["jmvae-kl"]["contrastive_weight"] = 1.0
     with pytest.raises(ParamError, match="contrastive_weight"):
+        load_run_config(tiny, "jmvae-kl")
+    tiny.data["pvae2018"]["models"]["jmvae-kl"]["contrastive_weight"] = 0.0
+    tiny.data["pvae2018"]["models"]["jmvae-kl"]["zi_independence_weight"] = 1.0
+    with pytest.raises(ParamError, match="zi_independence_weight"):
         load_run_config(tiny, "jmvae-kl")
     tiny.data["pvae2018"]["eval"]["purity_splits"] = ["dev"]
     with pytest.raises(ParamError, match="purity_splits"):

@@ -52,6 +52,9 @@ class RunConfig:
         for k in ("val_every", "val_images", "checkpoint_every_seconds"):
             d["train"].pop(k)
         d.pop("profile")  # the merged values, not the profile's name, define the run
+        if not d["model"]["weights"]["zi_independence"]:
+            # Off is Eq. 9 as published; runs trained before the term existed keep their fingerprint.
+            d["model"]["weights"].pop("zi_independence")
         return d
 
 
@@ -103,7 +106,11 @@ def load_run_config(params: Params, model: str, profile: str | None = None) -> R
     if contrastive and kind != "pvae":
         raise ParamError(f"{m.key('contrastive_weight')}: only kind pvae has the shared latent the contrastive "
                          f"term needs, this model is {kind}")
+    independence = m.float("zi_independence_weight", 0.0, min=0)
+    if independence and kind != "pvae":
+        raise ParamError(f"{m.key('zi_independence_weight')}: only kind pvae has z_s and z_i, this model is {kind}")
     weights = Weights(coherence=t.float("coherence_weight", min=0), contrastive=contrastive,
-                      kernel_gamma=m.float("kernel_gamma", 1.0, min=1e-9), margin=m.float("margin", 0.5, min=0))
+                      kernel_gamma=m.float("kernel_gamma", 1.0, min=1e-9), margin=m.float("margin", 0.5, min=0),
+                      zi_independence=independence)
     return RunConfig(profile=profile, seed=params.int("seed"), data=data, net=net, train=train,
                      model=ModelConfig(model, kind, modality, weights))

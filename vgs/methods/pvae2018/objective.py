@@ -15,6 +15,11 @@ Contrastive: for paired sample n and a negative n' drawn from the batch (itself 
   with mu_m the unimodal posterior mean of z_s and k(u, v) = exp(-gamma * ||u - v||^2).
 JMVAE-kl uses the same ELBO and coherence over its single latent (its "KL" regulariser); VAE-sp and
 VAE-im use the single-modality ELBO of their unimodal network.
+
+Not in the paper, off unless `zi_independence` > 0 (model pvae-independence, README: "Results and
+where they fall short"): zi_independence * nHSIC(mu_s, mu_i) per batch, for the multimodal and
+the image network, with mu_s detached. Eq. 9 leaves the image decoder free to read the digit from
+z_i; this term asks z_i to carry nothing that z_s predicts, without labels.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ class Weights:
     contrastive: float = 0.0         # beta; 0 = PVAE (no contrastive)
     kernel_gamma: float = 1.0        # RBF kernel k(u, v) = exp(-gamma ||u - v||^2)
     margin: float = 0.5              # hinge margin delta
+    zi_independence: float = 0.0     # not in the paper: weight of nHSIC(z_s, z_i); 0 = Eq. 9 as published
 
 
 def audio_log_likelihood(x: torch.Tensor, mean: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -78,6 +84,25 @@ def coherence_kl(multimodal: dict, unimodal: dict) -> torch.Tensor:
 
 def rbf_kernel(u: torch.Tensor, v: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.exp(-gamma * (u - v).pow(2).sum(dim=-1))
+
+
+def normalised_hsic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC(x, y) / sqrt(HSIC(x, x) HSIC(y, y)) (Song et al. 2012) with RBF kernels at the
+    median squared distance. Near 0 for independent rows, 1 for y = x. The unbiased estimator
+    matters at batch 32: the biased one sits near 0.75 for independent 32-dimensional noise."""
+    n = x.shape[0]
+    if n < 4:
+        raise ValueError(f"the unbiased HSIC needs at least 4 samples, got {n}")
+
+    def gram(v):
+        d2 = torch.cdist(v, v).pow(2)
+        return torch.exp(-d2 / d2.detach().median().clamp_min(1e-8)) * (1 - torch.eye(n, dtype=v.dtype))
+
+    def hsic(k, l):
+        return ((k * l).sum() + k.sum() * l.sum() / ((n - 1) * (n - 2))
+                - 2 / (n - 2) * (k.sum(0) * l.sum(0)).sum()) / (n * (n - 3))
+    kx, ky = gram(x), gram(y)
+    return hsic(kx, ky) / (hsic(kx, kx) * hsic(ky, ky)).clamp_min(1e-12).sqrt()
 
 
 def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -138,5 +163,13 @@ def objective(model: MultimodalVAE, batch: dict, weights: Weights,
         per_sample = per_sample + weights.contrastive * hinge
         logs["contrastive"] = hinge.mean().item()
     loss = per_sample.mean()
+    if weights.zi_independence:
+        if "i" not in spec.latents:
+            raise ValueError(f"the independence term needs z_s and z_i; a {spec.kind} model lacks them")
+        # mu_s is detached: the term may only move z_i, never pull the digit out of z_s.
+        dependence = sum(normalised_hsic(post["s"][0].detach(), post["i"][0])
+                         for post in (posterior, unimodal[IMAGE]))
+        loss = loss + weights.zi_independence * dependence
+        logs["nhsic_s_i"] = dependence.item()
     logs["loss"] = loss.item()
     return loss, logs
