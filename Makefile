@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# Optional: kaldi-native-fbank's C entry point (needs a C++ compiler). Without it, the same features, slower.
+	$(BIN)/python -m vgs.features.knf_bulk || true
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

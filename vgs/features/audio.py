@@ -4,11 +4,13 @@ Samples are scaled by `waveform_scale` (32768 by default) before extraction, so 
 Kaldi's own tools, which read int16-range samples. Log-mel values from unit-range input would be
 about 2*ln(32768) = 20.8 lower per bin.
 
-kaldi-native-fbank takes its waveform as a Python sequence, so samples go in as a memoryview of a
-float32 array (a numpy array is converted element by element, much more slowly), and building an
-extractor costs as much as computing ten frames. `compute_features_batch` therefore runs one
-extractor over many utterances laid end to end (see there); the result is bit-identical to one
-extractor per utterance.
+kaldi-native-fbank's Python binding takes its waveform as a sequence it converts sample by sample,
+so the frames come from knf's own classes through a small C entry point when it can be built
+(vgs/features/knf_bulk.py, checked against the binding bit for bit), and through the binding
+otherwise (samples as a memoryview of a float32 array, much faster than a numpy array). Building
+an extractor costs as much as computing ten frames, so `compute_features_batch` runs one extractor
+over many utterances laid end to end (see there); the result is bit-identical to one extractor per
+utterance.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import kaldi_native_fbank as knf
 import numpy as np
 
 from vgs.errors import AudioError
+from vgs.features import knf_bulk
 from vgs.features.config import AudioFeatureConfig
 
 
@@ -117,28 +120,45 @@ def check_long_enough(x: np.ndarray, cfg: AudioFeatureConfig, path: str | Path =
         raise _too_short(x, cfg, path)
 
 
-def _extractor(cfg: AudioFeatureConfig, opts, samples: np.ndarray):
+def python_binding_frames(cfg: AudioFeatureConfig, scaled: np.ndarray, opts=None) -> np.ndarray:
+    """(T, D) frames of an already scaled float32 waveform through knf's Python binding."""
+    opts = opts or knf_options(cfg)
     extractor = knf.OnlineFbank(opts) if cfg.kind == "fbank" else knf.OnlineMfcc(opts)
-    scaled = np.ascontiguousarray(samples * np.float32(cfg.waveform_scale), dtype=np.float32)
-    extractor.accept_waveform(float(cfg.sample_rate), memoryview(scaled))
+    extractor.accept_waveform(float(cfg.sample_rate), memoryview(np.ascontiguousarray(scaled, dtype=np.float32)))
     extractor.input_finished()
-    return extractor
-
-
-def _frames(extractor, start: int, count: int, dim: int) -> np.ndarray:
+    count = extractor.num_frames_ready
     # get_frame returns a view of the extractor's buffer; np.array copies them all in one go.
-    return np.array(list(map(extractor.get_frame, range(start, start + count))),
-                    dtype=np.float32).reshape(count, dim)
+    return np.array(list(map(extractor.get_frame, range(count))), dtype=np.float32).reshape(count, cfg.dim)
+
+
+def expected_num_frames(num_samples: int, cfg: AudioFeatureConfig) -> int:
+    """Kaldi's frame count (feature-window.cc NumFrames) for an input of num_samples."""
+    size, shift = frame_geometry(cfg)
+    if cfg.snip_edges:
+        return 0 if num_samples < size else 1 + (num_samples - size) // shift
+    return (num_samples + shift // 2) // shift
+
+
+def releases_gil(cfg: AudioFeatureConfig) -> bool:
+    """Whether extraction for cfg runs outside the GIL, so that threads can share the work."""
+    return cfg.dither == 0 and knf_bulk.usable_for(cfg)
+
+
+def _knf_frames(cfg: AudioFeatureConfig, opts, samples: np.ndarray) -> np.ndarray:
+    scaled = np.ascontiguousarray(samples * np.float32(cfg.waveform_scale), dtype=np.float32)
+    # With dither the two paths draw different noise, so there is nothing to check the C one by.
+    if releases_gil(cfg):
+        return knf_bulk.compute_raw(cfg, scaled, expected_num_frames(len(scaled), cfg))
+    return python_binding_frames(cfg, scaled, opts)
 
 
 def compute_features(x: np.ndarray, cfg: AudioFeatureConfig, opts=None,
                      path: str | Path = "<memory>") -> np.ndarray:
     """(T, D) float32 features of a mono waveform already at cfg.sample_rate."""
-    extractor = _extractor(cfg, opts or knf_options(cfg), np.asarray(x, dtype=np.float32))
-    n = extractor.num_frames_ready
-    if n == 0:
+    frames = _knf_frames(cfg, opts, np.asarray(x, dtype=np.float32))
+    if len(frames) == 0:
         raise _too_short(x, cfg, path)
-    return apply_cmvn(_frames(extractor, 0, n, cfg.dim), cfg.cmvn)
+    return apply_cmvn(frames, cfg.cmvn)
 
 
 def compute_features_batch(waves: list[np.ndarray], cfg: AudioFeatureConfig, opts=None) -> list[np.ndarray]:
@@ -163,10 +183,8 @@ def compute_features_batch(waves: list[np.ndarray], cfg: AudioFeatureConfig, opt
     stream = np.zeros(start, dtype=np.float32)
     for x, at in zip(waves, starts):
         stream[at:at + len(x)] = x
-    extractor = _extractor(cfg, opts, stream)
-    total = extractor.num_frames_ready
-    if total != 1 + (start - size) // shift:
+    every = _knf_frames(cfg, opts, stream)  # one array of all frames, then a view per utterance
+    if len(every) != 1 + (start - size) // shift:
         # The frame geometry disagrees with knf's; the slow path is always right.
         return [compute_features(x, cfg, opts) for x in waves]
-    every = _frames(extractor, 0, total, cfg.dim)  # one copy of all frames, then a view per utterance
     return [apply_cmvn(every[first:first + count], cfg.cmvn) for first, count in spans]

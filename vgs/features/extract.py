@@ -1,7 +1,8 @@
 """Extract one feature config over one corpus manifest into a Zarr feature store.
 
-Audio is processed by a pool of worker processes in ordered batches; the parent process is the
-single writer, so the store is identical whatever the number of workers. With
+Audio is processed in ordered batches by a pool of worker threads (when kaldi-native-fbank runs
+through its C entry point, which releases the GIL) or else worker processes; the calling thread is
+the single writer, so the store is identical whatever the number of workers. With
 `on_error: skip`, unusable items are left out and listed in <store>/rejected.jsonl.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ from tqdm import tqdm
 from vgs.corpora.audio_info import read_audio
 from vgs.corpora.manifest import Manifest, file_sha256
 from vgs.errors import AudioError, DataError, StoreError, VgsError
-from vgs.features.audio import check_long_enough, compute_features_batch, conform_waveform, knf_options
+from vgs.features.audio import (check_long_enough, compute_features_batch, conform_waveform, knf_options,
+                                releases_gil)
 from vgs.features.config import AudioFeatureConfig, ImageFeatureConfig
 from vgs.features.image import image_features
 from vgs.store.feature_store import FeatureStoreWriter
@@ -115,7 +117,16 @@ def extract_audio(manifest: Manifest, cfg: AudioFeatureConfig, writer_factory, n
                 bar.update(1)
 
     try:
-        if num_workers > 1:
+        if num_workers > 1 and releases_gil(cfg):
+            # The C entry point runs without the GIL, so threads extract in parallel and hand
+            # frames over by reference: no pickling, no spill files, no process start-up.
+            with ThreadPoolExecutor(num_workers, thread_name_prefix="vgs-features") as pool:
+                try:
+                    consume(pool.map(_audio_batch, ((cfg, b) for b in _batches(jobs, batch_size))))
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+        elif num_workers > 1:
             with contextlib.ExitStack() as stack:
                 if spill_dir is None:
                     spill_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="vgs-features-"))

@@ -119,7 +119,8 @@ class FeatureStoreWriter:
                 "num_frames": int(self.offsets[-1]), "versions": library_versions(),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         full.update(attrs)
-        self.group.attrs.update(json.loads(json.dumps(full)))
+        # One write of zarr.json; attrs.update would rewrite it once per key.
+        self.group.update_attributes(json.loads(json.dumps(full)))
 
 
 class FeatureStore:
