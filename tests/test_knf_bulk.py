@@ -121,3 +121,13 @@ def test_a_config_whose_frames_differ_is_not_used(fresh_bulk_state, monkeypatch)
     x = speechlike(3000)
     np.testing.assert_array_equal(audio.compute_features(x, cfg),
                                   audio.python_binding_frames(cfg, x * np.float32(32768)))
+
+
+@needs_compiler
+def test_an_unwritable_cache_directory_is_named_with_the_fix(tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory would go")
+    monkeypatch.setenv("VGS_CACHE_DIR", str(blocked / "vgs"))
+    module, include, version = knf_bulk._knf_paths()
+    with pytest.raises(knf_bulk.BulkUnavailable, match=r"cannot build into .*not-a-directory/vgs .*VGS_CACHE_DIR"):
+        knf_bulk.build(module, include, version)

@@ -15,6 +15,7 @@ warning says why and extraction uses the Python binding, which gives the same fe
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -108,18 +109,24 @@ def build(module: Path, include: Path, knf_version: str) -> Path:
     target = cache_dir() / f"knf_bulk-{key}.so"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     # Unique per process, then renamed: two stages building at once each finish their own file.
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
            "-I", str(include), str(SOURCE), "-o", str(tmp)]
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise BulkUnavailable(f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
         os.replace(tmp, target)
+    except subprocess.TimeoutExpired:
+        raise BulkUnavailable(f"compiling {SOURCE.name} took over 5 minutes ({' '.join(cmd)})") from None
+    except OSError as exc:
+        raise BulkUnavailable(f"cannot build into {target.parent} ({exc}); set VGS_CACHE_DIR to a writable "
+                              "directory") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return target
 
 
