@@ -140,7 +140,8 @@ def expected_num_frames(num_samples: int, cfg: AudioFeatureConfig) -> int:
 
 
 def releases_gil(cfg: AudioFeatureConfig) -> bool:
-    """Whether extraction for cfg runs outside the GIL, so that threads can share the work."""
+    """Whether cfg's frames come from knf's C entry point, which runs outside the GIL (so threads
+    can share the work); otherwise they come from knf's Python binding."""
     return cfg.dither == 0 and knf_bulk.usable_for(cfg)
 
 

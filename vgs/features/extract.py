@@ -117,30 +117,28 @@ def extract_audio(manifest: Manifest, cfg: AudioFeatureConfig, writer_factory, n
                 bar.update(1)
 
     try:
-        if num_workers > 1 and releases_gil(cfg):
-            # The C entry point runs without the GIL, so threads extract in parallel and hand
-            # frames over by reference: no pickling, no spill files, no process start-up.
-            with ThreadPoolExecutor(num_workers, thread_name_prefix="vgs-features") as pool:
-                try:
-                    consume(pool.map(_audio_batch, ((cfg, b) for b in _batches(jobs, batch_size))))
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-        elif num_workers > 1:
-            with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack:
+            batches = _batches(jobs, batch_size)
+            pool = None
+            if num_workers <= 1:
+                results = map(_audio_batch, ((cfg, b) for b in batches))
+            elif releases_gil(cfg):
+                # The C entry point runs without the GIL, so threads extract in parallel and hand
+                # frames over by reference: no pickling, no spill files, no process start-up.
+                pool = stack.enter_context(ThreadPoolExecutor(num_workers, thread_name_prefix="vgs-features"))
+                results = pool.map(_audio_batch, ((cfg, b) for b in batches))
+            else:
                 if spill_dir is None:
                     spill_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="vgs-features-"))
-                spilled = ((cfg, b, os.path.join(spill_dir, f"batch-{i}.f32")) for i, b in
-                           enumerate(_batches(jobs, batch_size)))
+                spilled = ((cfg, b, os.path.join(spill_dir, f"batch-{i}.f32")) for i, b in enumerate(batches))
                 pool = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=mp.get_context("fork")))
-                try:
-                    consume(_read_spilled(out, path, cfg.dim)
-                            for out, path in pool.map(_audio_batch_spilled, spilled))
-                except BaseException:
+                results = (_read_spilled(out, path, cfg.dim) for out, path in pool.map(_audio_batch_spilled, spilled))
+            try:
+                consume(results)
+            except BaseException:
+                if pool is not None:  # don't wait for batches nobody will read
                     pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-        else:
-            consume(map(_audio_batch, ((cfg, b) for b in _batches(jobs, batch_size))))
+                raise
     finally:
         bar.close()  # on an error too, so that the error message starts on a line of its own
     return writer, rejected
