@@ -155,6 +155,55 @@ def test_offsets_that_disagree_with_frames_are_refused(toy_store):
         FeatureStore(path)
 
 
+def write_toy(path: Path, feats: list[np.ndarray], keep: list[int], plan: list[int] | None) -> None:
+    """The toy utterances `keep` through the writer, after planning the utterances `plan`."""
+    def meta(i):
+        return f"utt{i}", (i % 3 if i != 4 else None), f"spk{i % 2}", SPLITS[i % len(SPLITS)], f"word{i}"
+    w = FeatureStoreWriter(path, dim=4)
+    if plan is not None:
+        w.plan(meta(i) for i in plan)
+    for i in keep:
+        utt, label, speaker, split, transcript = meta(i)
+        w.add(utt, feats[i], label=label, speaker=speaker, split=split, transcript=transcript)
+    w.close(toy_attrs())
+
+
+def store_bytes(path: Path) -> dict:
+    files = {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    meta = json.loads(files.pop(Path("zarr.json")))
+    meta["attributes"].pop("created")
+    return {**files, "zarr.json": meta}
+
+
+@pytest.mark.parametrize("plan", [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6], [5, 4, 3, 2, 1, 0], []])
+def test_planned_metadata_gives_the_store_of_the_items_actually_added(toy_store, tmp_path, plan):
+    """Right, longer, reordered or empty plans: the store holds what was added, byte for byte."""
+    path, feats = toy_store
+    unplanned = tmp_path / "unplanned.zarr"
+    write_toy(unplanned, feats, keep=[0, 1, 2, 3, 4, 5], plan=None)
+    assert store_bytes(unplanned) == store_bytes(path)
+    write_toy(tmp_path / "planned.zarr", feats, keep=[0, 1, 2, 3, 4, 5], plan=plan)
+    assert store_bytes(tmp_path / "planned.zarr") == store_bytes(path)
+    # An item skipped after planning (on_error: skip) is not in the metadata either.
+    write_toy(tmp_path / "skipped.zarr", feats, keep=[0, 2, 3, 5], plan=[0, 1, 2, 3, 4, 5])
+    write_toy(tmp_path / "skipped-unplanned.zarr", feats, keep=[0, 2, 3, 5], plan=None)
+    assert store_bytes(tmp_path / "skipped.zarr") == store_bytes(tmp_path / "skipped-unplanned.zarr")
+    store = FeatureStore(tmp_path / "skipped.zarr")
+    assert list(store.ids) == ["utt0", "utt2", "utt3", "utt5"] and list(store.labels) == [0, 2, 0, 2]
+
+
+def test_abandoning_a_writer_ends_its_background_writes(tmp_path):
+    import threading
+
+    w = FeatureStoreWriter(tmp_path / "a.zarr", dim=4)
+    w.plan((f"utt{i}", i, "spk", "train", "") for i in range(1000))
+    w.add("utt0", np.zeros((2, 4), dtype=np.float32), label=0, speaker="spk", split="train")
+    w.abandon()
+    assert not [t for t in threading.enumerate() if t.name.startswith("vgs-store")]
+    shutil.rmtree(tmp_path / "a.zarr")  # what atomic_path does next: nothing writes there any more
+    assert not (tmp_path / "a.zarr").exists()
+
+
 def test_missing_or_damaged_store(tmp_path):
     with pytest.raises(StoreError, match="does not exist"):
         FeatureStore(tmp_path / "absent.zarr")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
 
@@ -74,6 +75,49 @@ class FeatureStoreWriter:
         self.offsets = [0]
         self.meta = {k: [] for k in PER_ITEM_STRINGS}
         self.labels: list[int] = []
+        self._background: ThreadPoolExecutor | None = None
+        self._planned: dict | None = None
+        self._planned_write = None
+
+    def plan(self, items: Iterable[tuple]) -> None:
+        """Write the per-item arrays now, in the background, for the items the caller will add.
+
+        `items` are (utt_id, label, speaker, split, transcript) in the order add() will see them.
+        Those small writes are mostly waits on file operations; started here, they overlap the
+        extraction instead of adding to the end of every run. close() rewrites them when the items
+        actually added differ (an item was skipped), so a wrong plan costs time, never correctness.
+        """
+        columns = {k: [] for k in PER_ITEM_STRINGS}
+        labels = []
+        for utt_id, label, speaker, split, transcript in items:
+            columns["utt_id"].append(utt_id)
+            columns["speaker"].append(speaker or "")
+            columns["split"].append(split or "")
+            columns["transcript"].append(transcript or "")
+            labels.append(-1 if label is None else int(label))
+        columns["label"] = labels
+        self._planned = columns
+        self._planned_write = self._executor().submit(self._write_columns, columns)
+
+    def abandon(self) -> None:
+        """Stop background writes, so that the caller can delete the unfinished store."""
+        if self._background is not None:
+            self._background.shutdown(wait=True, cancel_futures=True)
+            self._background = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._background is None:
+            self._background = ThreadPoolExecutor(1, thread_name_prefix="vgs-store")
+        return self._background
+
+    def _write_columns(self, columns: dict) -> None:
+        u = len(columns["label"])
+        self.group.create_array("label", data=np.asarray(columns["label"], dtype=np.int64),
+                                chunks=(max(1, u),), overwrite=True)
+        for key in PER_ITEM_STRINGS:
+            arr = self.group.create_array(key, shape=(u,), dtype=str, chunks=(max(1, u),), overwrite=True)
+            if u:
+                arr[:] = np.asarray(columns[key], dtype=object)
 
     def add(self, utt_id: str, feats: np.ndarray, label: int | None = None, speaker: str | None = None,
             split: str = "", transcript: str | None = None) -> None:
@@ -106,15 +150,24 @@ class FeatureStoreWriter:
         self._buffered = len(rest)
 
     def close(self, attrs: dict) -> None:
-        self._flush(final=True)
         u = len(self.labels)
-        self.group.create_array("offsets", data=np.asarray(self.offsets, dtype=np.int64),
-                                chunks=(max(1, u + 1),))
-        self.group.create_array("label", data=np.asarray(self.labels, dtype=np.int64), chunks=(max(1, u),))
-        for key, values in self.meta.items():
-            arr = self.group.create_array(key, shape=(u,), dtype=str, chunks=(max(1, u),))
-            if u:
-                arr[:] = np.asarray(values, dtype=object)
+        added = dict(self.meta, label=self.labels)
+        try:
+            pending = []
+            if self._planned_write is not None and added == self._planned:
+                pending.append(self._planned_write)
+            else:
+                if self._planned_write is not None:
+                    self._planned_write.result()  # finish before rewriting the same arrays
+                pending.append(self._executor().submit(self._write_columns, added))
+            pending.append(self._executor().submit(
+                self.group.create_array, "offsets", data=np.asarray(self.offsets, dtype=np.int64),
+                chunks=(max(1, u + 1),)))
+            self._flush(final=True)  # meanwhile, in this thread
+            for future in pending:
+                future.result()
+        finally:
+            self.abandon()
         full = {"format_version": FORMAT_VERSION, "dim": self.dim, "num_items": u,
                 "num_frames": int(self.offsets[-1]), "versions": library_versions(),
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
