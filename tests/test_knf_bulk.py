@@ -131,3 +131,125 @@ def test_an_unwritable_cache_directory_is_named_with_the_fix(tmp_path, monkeypat
     module, include, version = knf_bulk._knf_paths()
     with pytest.raises(knf_bulk.BulkUnavailable, match=r"cannot build into .*not-a-directory/vgs .*VGS_CACHE_DIR"):
         knf_bulk.build(module, include, version)
+
+
+# -- the C WAV reader ------------------------------------------------------------------------------
+def wav_variants(tmp_path) -> dict:
+    """WAV files the C reader must take, and files it must leave to the Python reader."""
+    from test_features import fmt_chunk, riff
+
+    pcm = (speechlike(3001) * 32767).astype("<i2")
+    short = pcm[:150]  # under one 25 ms frame at 8 kHz
+    odd = pcm.tobytes() + b"\x01"
+    files = {
+        "mono.wav": riff([(b"fmt ", fmt_chunk()), (b"data", pcm.tobytes())]),
+        "list-first.wav": riff([(b"fmt ", fmt_chunk()), (b"LIST", b"INFOISFT\x03\0\0\0ab\0"),
+                                (b"data", pcm.tobytes())]),
+        "fmt-18.wav": riff([(b"fmt ", fmt_chunk() + b"\0\0"), (b"data", pcm[:2000].tobytes())]),
+        "full-scale.wav": riff([(b"fmt ", fmt_chunk()), (b"data", np.array([-32768, 32767, 0, 1, -1] * 80,
+                                                                           dtype="<i2").tobytes())]),
+        "stereo.wav": riff([(b"fmt ", fmt_chunk(channels=2)), (b"data", np.repeat(pcm, 2).tobytes())]),
+        "16k.wav": riff([(b"fmt ", fmt_chunk(rate=16000)), (b"data", pcm.tobytes())]),
+        "8bit.wav": riff([(b"fmt ", fmt_chunk(bits=8)), (b"data", pcm.tobytes())]),
+        "float.wav": riff([(b"fmt ", fmt_chunk(bits=32, tag=3)), (b"data", pcm.tobytes())]),
+        "extensible.wav": riff([(b"fmt ", fmt_chunk(tag=0xFFFE)), (b"data", pcm.tobytes())]),
+        "cut.wav": riff([(b"fmt ", fmt_chunk()), (b"data", pcm.tobytes())])[:-1000],
+        "odd-data.wav": riff([(b"fmt ", fmt_chunk()), (b"data", odd)]),
+        "data-first.wav": riff([(b"data", pcm.tobytes()), (b"fmt ", fmt_chunk())]),
+        "no-data.wav": riff([(b"fmt ", fmt_chunk())]),
+        "short-fmt.wav": riff([(b"fmt ", fmt_chunk()[:14]), (b"data", pcm.tobytes())]),
+        "empty-data.wav": riff([(b"fmt ", fmt_chunk()), (b"data", b"")]),
+        "short.wav": riff([(b"fmt ", fmt_chunk()), (b"data", short.tobytes())]),
+        "sphere.wav": b"NIST_1A\n   1024\nsample_rate -i 8000\nend_head\n".ljust(1024, b" ") + pcm.tobytes(),
+        "empty-file.wav": b"",
+        "garbage.wav": bytes(range(256)) * 8,
+    }
+    paths = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths[name] = str(tmp_path / name)
+    paths["missing.wav"] = str(tmp_path / "missing.wav")
+    return paths
+
+
+@needs_compiler
+def test_the_c_reader_takes_exactly_the_files_whose_python_reading_it_reproduces(tmp_path):
+    from vgs.corpora.wav import read_pcm16_wav
+
+    cfg = cfg_of("fbank80")
+    size, shift = audio.frame_geometry(cfg)
+    paths = wav_variants(tmp_path)
+    stream, starts, lengths = knf_bulk.read_pcm16_stream(list(paths.values()), 8000, shift, size, 32768.0, 0)
+    taken = set()
+    for (name, path), start, length in zip(paths.items(), starts, lengths):
+        python = read_pcm16_wav(path)
+        python_would = python is not None and python[1] == 8000 and python[0].shape[1] == 1 \
+            and len(python[0]) >= size
+        assert (length >= 0) == python_would, name
+        if length >= 0:
+            taken.add(name)
+            assert start % shift == 0 and length == len(python[0])
+            np.testing.assert_array_equal(stream[start:start + length], python[0][:, 0] * np.float32(32768))
+    assert taken == {"mono.wav", "list-first.wav", "fmt-18.wav", "full-scale.wav"}
+
+
+@needs_compiler
+def test_the_c_reader_lays_files_end_to_end_with_zeros_between_whatever_the_capacity_guess(tmp_path):
+    cfg = cfg_of("fbank80")
+    size, shift = audio.frame_geometry(cfg)
+    paths = wav_variants(tmp_path)
+    names = ["mono.wav", "stereo.wav", "fmt-18.wav", "missing.wav", "full-scale.wav"]
+    chosen = [paths[n] for n in names]
+    reference = knf_bulk.read_pcm16_stream(chosen, 8000, shift, size, 1.0, 10 ** 6)
+    stream, starts, lengths = reference
+    assert lengths.tolist()[1] == lengths.tolist()[3] == -1
+    ends = [s + -(-n // shift) * shift for s, n in zip(starts, lengths) if n >= 0]
+    assert [s for s in starts if s >= 0] == [0] + ends[:-1] and len(stream) == ends[-1]
+    for s, n, end in zip([s for s in starts if s >= 0], [n for n in lengths if n >= 0], ends):
+        assert not stream[s + n:end].any()
+    assert np.abs(stream).max() <= 1.0  # scale 1: samples in [-1, 1)
+    for guess in (0, 100, len(stream) - 1, len(stream)):
+        again = knf_bulk.read_pcm16_stream(chosen, 8000, shift, size, 1.0, guess)
+        for a, b in zip(again, reference):
+            np.testing.assert_array_equal(a, b)
+
+
+@needs_compiler
+def test_stores_are_byte_identical_with_and_without_the_c_reader(tmp_path, monkeypatch):
+    """A corpus of files the C reader takes and files it leaves (resampled, downmixed, rejected)."""
+    import json
+    from pathlib import Path
+
+    from test_features import store_files
+    from vgs.corpora.manifest import Manifest, ManifestRecord, write_manifest
+    from vgs.features import extract
+    from vgs.features.extract import build_store
+
+    (tmp_path / "wavs").mkdir()
+    paths = wav_variants(tmp_path / "wavs")
+    names = ["mono.wav", "stereo.wav", "16k.wav", "list-first.wav", "short.wav", "8bit.wav",
+             "fmt-18.wav", "missing.wav", "full-scale.wav", "empty-data.wav"] * 4
+    records = [ManifestRecord(id=f"u{i}-{n}", source=Path(paths[n]).name, modality="audio", split="train",
+                              label=i % 10, speaker="s", num_samples=3001, sample_rate=8000)
+               for i, n in enumerate(names)]
+    manifest = Manifest("variants", str(tmp_path / "wavs"), records)
+    write_manifest(tmp_path / "m.jsonl", manifest)
+    cfg = cfg_of("fbank80", downmix=True, resample=True)
+    stores = {}
+    for c_reader in (True, False):
+        monkeypatch.setattr(extract, "reads_files_in_c", lambda cfg, c_reader=c_reader: c_reader)
+        out = tmp_path / f"c{c_reader}.zarr"
+        summary = build_store(manifest, tmp_path / "m.jsonl", cfg, out, num_workers=2, on_error="skip")
+        stores[c_reader] = (summary, store_files(out))
+    (summary_c, files_c), (summary_py, files_py) = stores[True], stores[False]
+    # short, missing and empty-data are rejected; the rest are taken by one reader or the other
+    summary_c.pop("store"), summary_py.pop("store")
+    assert summary_c == summary_py and (summary_c["items"], summary_c["rejected"]) == (28, 12)
+    assert files_c.keys() == files_py.keys()
+    for rel in files_c:
+        if rel != Path("zarr.json"):  # holds the creation time
+            assert files_c[rel] == files_py[rel], rel
+    attrs = [json.loads(f[Path("zarr.json")])["attributes"] for f in (files_c, files_py)]
+    for a in attrs:
+        a.pop("created")
+    assert attrs[0] == attrs[1]

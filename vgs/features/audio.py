@@ -162,6 +162,39 @@ def compute_features(x: np.ndarray, cfg: AudioFeatureConfig, opts=None,
     return apply_cmvn(frames, cfg.cmvn)
 
 
+def reads_files_in_c(cfg: AudioFeatureConfig) -> bool:
+    """Whether batches of files can be read and extracted entirely in C (features_of_pcm16_files)."""
+    return cfg.snip_edges and cfg.dither == 0 and releases_gil(cfg)
+
+
+def features_of_pcm16_files(paths: list[str], cfg: AudioFeatureConfig, capacity: int) -> list[np.ndarray | None]:
+    """Features of each file that knf_bulk's C reader takes (16-bit PCM mono WAV at cfg.sample_rate,
+    at least one frame long), laid end to end as in compute_features_batch; None for every other
+    file, which the caller reads and checks the usual way.
+
+    Reading, layout and extraction all run outside the GIL: with the GIL held for each file, two
+    worker threads spent as long waiting for each other as reading. `capacity` is a guess of the
+    stream's length in samples (see knf_bulk.read_pcm16_stream). Requires reads_files_in_c(cfg).
+    """
+    size, shift = frame_geometry(cfg)
+    stream, starts, lengths = knf_bulk.read_pcm16_stream(paths, cfg.sample_rate, shift, size,
+                                                         cfg.waveform_scale, capacity)
+    if not (lengths >= 0).any():
+        return [None] * len(paths)
+    expected = expected_num_frames(len(stream), cfg)
+    every = knf_bulk.compute_raw(cfg, stream, expected)
+    if len(every) != expected:  # the frame geometry disagrees with knf's; the slow path is always right
+        return [None] * len(paths)
+    out = []
+    for start, length in zip(starts.tolist(), lengths.tolist()):
+        if length < 0:
+            out.append(None)
+        else:
+            first = start // shift
+            out.append(apply_cmvn(every[first:first + 1 + (length - size) // shift], cfg.cmvn))
+    return out
+
+
 def compute_features_batch(waves: list[np.ndarray], cfg: AudioFeatureConfig, opts=None) -> list[np.ndarray]:
     """compute_features for each waveform (each long enough: see check_long_enough).
 

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from vgs.corpora.audio_info import read_audio
 from vgs.corpora.manifest import Manifest, file_sha256
 from vgs.errors import AudioError, DataError, StoreError, VgsError
-from vgs.features.audio import (check_long_enough, compute_features_batch, conform_waveform, knf_options,
+from vgs.features.audio import (check_long_enough, compute_features_batch, conform_waveform,
+                                features_of_pcm16_files, frame_geometry, knf_options, reads_files_in_c,
                                 releases_gil)
 from vgs.features.config import AudioFeatureConfig, ImageFeatureConfig
 from vgs.features.image import image_features
@@ -34,16 +35,24 @@ _worker_opts = {}
 
 
 def _audio_batch(args):
-    """Worker: features for a batch of (position, root, source) items, in order; errors come back
-    as strings."""
+    """Worker: features for a batch of (position, root, source, num_samples) items, in order;
+    errors come back as strings."""
     cfg, batch = args
     opts = _worker_opts.get(cfg)
     if opts is None:
         opts = _worker_opts[cfg] = knf_options(cfg)
     # Manifest.resolve as plain strings: pathlib cost more per file than reading the WAV.
-    paths = [os.path.join(root, source.split("#", 1)[0]) for _, root, source in batch]
+    paths = [os.path.join(root, source.split("#", 1)[0]) for _, root, source, _ in batch]
+    if reads_files_in_c(cfg):
+        _, shift = frame_geometry(cfg)
+        fast = features_of_pcm16_files(paths, cfg, sum(-(-n // shift) * shift for *_, n in batch))
+    else:
+        fast = [None] * len(batch)
     out, usable = [], []
-    for (pos, *_), path in zip(batch, paths):
+    for (pos, *_), path, feats in zip(batch, paths, fast):
+        if feats is not None:
+            out.append((pos, feats, None))
+            continue
         try:
             samples, rate = read_audio(path)
             x = conform_waveform(samples, rate, cfg, path)
@@ -99,7 +108,7 @@ def extract_audio(manifest: Manifest, cfg: AudioFeatureConfig, writer_factory, n
                   spill_prefix: str = "vgs-features-"):
     records = [r for r in manifest if r.modality == "audio"]
     root = str(manifest.root)
-    jobs = [(pos, root, r.source) for pos, r in enumerate(records)]
+    jobs = [(pos, root, r.source, r.num_samples or 0) for pos, r in enumerate(records)]
     rejected = []
     # Opened at the first result, after the pool has forked: zarr runs an I/O thread, and forking
     # a process that has threads can leave a child waiting on a lock no thread will release.

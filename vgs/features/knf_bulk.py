@@ -12,6 +12,11 @@ output on a probe waveform must equal the Python binding's bit for bit. When any
 compiler, headers missing, a knf release that changed its classes, a mismatch), a one-time
 warning says why and extraction uses the Python binding, which gives the same features, slower.
 `VGS_KNF_BULK=0` turns it off.
+
+The same library reads 16-bit PCM mono WAV files straight into the stream that batch extraction
+runs over (read_pcm16_stream), so that two worker threads do not queue for the GIL over each
+file. It takes only what vgs/corpora/wav.py's reader reads to the same samples, and leaves every
+other file to the Python path, which reads, resamples or rejects it as before.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 SOURCE = Path(__file__).with_name("knf_bulk.cc")
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 
 class KnfOptions(ctypes.Structure):
@@ -150,6 +155,10 @@ def _library():
     lib.vgs_knf_compute.restype = ctypes.c_int64
     lib.vgs_knf_compute.argtypes = [ctypes.POINTER(KnfOptions), ctypes.c_void_p, ctypes.c_int64,
                                     ctypes.c_void_p, ctypes.c_int64, ctypes.c_char_p, ctypes.c_int64]
+    lib.vgs_read_pcm16_stream.restype = ctypes.c_int64
+    lib.vgs_read_pcm16_stream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int32, ctypes.c_int32,
+                                          ctypes.c_int32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p,
+                                          ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     return lib
 
 
@@ -174,6 +183,32 @@ def compute_raw(cfg, samples: np.ndarray, expected_frames: int) -> np.ndarray:
         if frames <= capacity:
             return out[:frames]
         capacity = frames
+
+
+def read_pcm16_stream(paths: list[str], sample_rate: int, shift: int, min_samples: int, scale: float,
+                      capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read WAV files end to end into one float32 stream, in C (see vgs_read_pcm16_stream).
+
+    Returns (stream, starts, lengths): file i's samples are stream[starts[i]:starts[i] + lengths[i]],
+    each start a multiple of `shift`, or lengths[i] == -1 when the file is not 16-bit PCM mono at
+    `sample_rate` with at least `min_samples` samples, and must be read the usual way. `capacity`
+    is a guess of the stream's length; a wrong one costs a second read, never a wrong result.
+    """
+    lib = _library()
+    if isinstance(lib, BulkUnavailable):
+        raise lib
+    n = len(paths)
+    encoded = (ctypes.c_char_p * n)(*(os.fsencode(p) for p in paths))
+    starts = np.empty(n, dtype=np.int64)
+    lengths = np.empty(n, dtype=np.int64)
+    capacity = max(int(capacity), 0)
+    while True:
+        stream = np.empty(capacity, dtype=np.float32)
+        needed = lib.vgs_read_pcm16_stream(encoded, n, sample_rate, shift, min_samples, scale,
+                                           stream.ctypes.data, capacity, starts.ctypes.data, lengths.ctypes.data)
+        if needed <= capacity:
+            return stream[:needed], starts, lengths
+        capacity = needed
 
 
 _PROBE_SECONDS = 0.5
