@@ -191,7 +191,7 @@ def features_of_pcm16_files(paths: list[str], cfg: AudioFeatureConfig, capacity:
             out.append(None)
         else:
             first = start // shift
-            out.append(apply_cmvn(every[first:first + 1 + (length - size) // shift], cfg.cmvn))
+            out.append(apply_cmvn(every[first:first + expected_num_frames(length, cfg)], cfg.cmvn))
     return out
 
 

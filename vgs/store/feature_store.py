@@ -44,6 +44,16 @@ def library_versions() -> dict:
             "kaldi_native_fbank": installed("kaldi-native-fbank"), "h5py": installed("h5py")}
 
 
+def _append_item(strings: dict, labels: list, utt_id: str, label: int | None, speaker: str | None,
+                 split: str | None, transcript: str | None) -> None:
+    """One item's metadata as stored: missing strings are empty, a missing label is -1."""
+    strings["utt_id"].append(utt_id)
+    strings["speaker"].append(speaker or "")
+    strings["split"].append(split or "")
+    strings["transcript"].append(transcript or "")
+    labels.append(-1 if label is None else int(label))
+
+
 class FeatureStoreWriter:
     """Appends utterances in order through one writer.
 
@@ -89,12 +99,8 @@ class FeatureStoreWriter:
         """
         columns = {k: [] for k in PER_ITEM_STRINGS}
         labels = []
-        for utt_id, label, speaker, split, transcript in items:
-            columns["utt_id"].append(utt_id)
-            columns["speaker"].append(speaker or "")
-            columns["split"].append(split or "")
-            columns["transcript"].append(transcript or "")
-            labels.append(-1 if label is None else int(label))
+        for item in items:
+            _append_item(columns, labels, *item)
         columns["label"] = labels
         self._planned = columns
         self._planned_write = self._executor().submit(self._write_columns, columns)
@@ -127,11 +133,7 @@ class FeatureStoreWriter:
         self._buffer.append(feats)
         self._buffered += len(feats)
         self.offsets.append(self.offsets[-1] + len(feats))
-        self.meta["utt_id"].append(utt_id)
-        self.meta["speaker"].append(speaker or "")
-        self.meta["split"].append(split or "")
-        self.meta["transcript"].append(transcript or "")
-        self.labels.append(-1 if label is None else int(label))
+        _append_item(self.meta, self.labels, utt_id, label, speaker, split, transcript)
         if self._buffered >= self.shard_frames:
             self._flush(final=False)
 
