@@ -123,33 +123,64 @@ def experiment_rows(root: Path, names: list[str] | None = None) -> list[dict]:
     return rows
 
 
+# Two DVC queue workers that run the same stage (one every point shares) can both write its
+# run-cache entry at once, and one then fails renaming a temporary file that the other moved
+# (treeverse/dvc#10673, open). Such a point is queued again, once; any other failure is reported.
+RUN_CACHE_RACE = re.compile(r"No such file or directory: '[^']*\.dvc/cache/runs/")
+
+
 def queue_sweep(root: Path, grid: list[dict[str, str]], prefix: str, targets: list[str] | None,
                 jobs: int, log=print, wait: bool = True, poll_seconds: float = 3.0) -> list[str]:
     """Queue every point with `dvc exp run --queue`, start `jobs` DVC queue workers, wait."""
-    names = []
-    for point in grid:
-        name = point_name(prefix, point)
+    points = {point_name(prefix, point): point for point in grid}
+    _queue_and_start(root, points, targets, jobs, log)
+    if not wait:
+        return list(points)
+    retried = False
+    while True:
+        failed = _wait_for_queue(root, list(points), poll_seconds)
+        if not failed:
+            return list(points)
+        raced = [name for name in failed if RUN_CACHE_RACE.search(_queue_logs(root, name))]
+        if retried or len(raced) < len(failed):
+            rows = [row for name, row in failed.items() if retried or name not in raced]
+            raise SweepError("some queued experiments failed:\n" + "\n".join(rows),
+                             hint="see `dvc queue logs <name>`")
+        log(f"re-queueing {', '.join(raced)}: DVC's queue workers raced on the run cache (treeverse/dvc#10673)")
+        code, tail = run_streaming(dvc_argv("queue", "remove", *raced), root, log)
+        if code != 0:
+            raise SweepError("`dvc queue remove` failed:\n" + "\n".join(tail))
+        _queue_and_start(root, {name: points[name] for name in raced}, targets, jobs, log)
+        retried = True
+
+
+def _queue_and_start(root: Path, points: dict[str, dict[str, str]], targets: list[str] | None, jobs: int,
+                     log) -> None:
+    for name, point in points.items():
         argv = dvc_argv("exp", "run", "--queue", "-n", name) + set_param_args(point) + list(targets or [])
         code, tail = run_streaming(argv, root, log)
         if code != 0:
             raise SweepError(f"could not queue {name}:\n" + "\n".join(tail))
-        names.append(name)
     code, tail = run_streaming(dvc_argv("queue", "start", "-j", str(jobs)), root, log)
     if code != 0:
         raise SweepError("`dvc queue start` failed:\n" + "\n".join(tail))
-    if not wait:
-        return names
+
+
+def _wait_for_queue(root: Path, names: list[str], poll_seconds: float) -> dict[str, str]:
+    """Wait until none of `names` is queued or running; their `dvc queue status` lines that failed."""
     while True:
         status = subprocess.run(dvc_argv("queue", "status"), cwd=str(root), env=stage_env(),
                                 capture_output=True, text=True).stdout
-        mine = [line for line in status.splitlines() if any(f" {n} " in f" {line} " for n in names)]
-        if mine and not any(re.search(r"\b(Queued|Running)\b", line) for line in mine):
-            failed = [line for line in mine if re.search(r"\bFailed\b", line)]
-            if failed:
-                raise SweepError("some queued experiments failed:\n" + "\n".join(failed),
-                                 hint="see `dvc queue logs <name>`")
-            return names
+        mine = {n: line for line in status.splitlines() for n in names if f" {n} " in f" {line} "}
+        if mine and not any(re.search(r"\b(Queued|Running)\b", line) for line in mine.values()):
+            return {n: line for n, line in mine.items() if re.search(r"\bFailed\b", line)}
         time.sleep(poll_seconds)
+
+
+def _queue_logs(root: Path, name: str) -> str:
+    out = subprocess.run(dvc_argv("queue", "logs", name), cwd=str(root), env=stage_env(),
+                         capture_output=True, text=True)
+    return out.stdout + out.stderr
 
 
 def deploy_sweep(pool: str = SWEEP_POOL, name: str = SWEEP_DEPLOYMENT, pull: bool = False,

@@ -178,3 +178,56 @@ def test_a_worker_on_another_checkout_pulls_inputs_and_pushes_its_experiment(tmp
     dvc("exp", "pull", "origin", "remote-lr3", cwd=lead)
     rows = {r["experiment"]: r for r in experiment_rows(lead)}
     assert rows["remote-lr3"]["loss"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("second_failure", [None, "race", "other"])
+def test_a_point_lost_to_dvcs_run_cache_race_is_queued_again_once(tmp_path, monkeypatch, second_failure):
+    """treeverse/dvc#10673: two queue workers writing one run-cache entry; any other failure is
+    reported at once, and a second race is reported too."""
+    import pipeline.sweep as sweep
+
+    race_log = ("ERROR: failed to reproduce 'prep': [Errno 2] No such file or directory: "
+                f"'{tmp_path}/.dvc/cache/runs/f2/f2b0/.dxvK.tmp'")
+    commands, waits = [], []
+
+    def run_streaming(argv, root, log):
+        commands.append(argv[argv.index("dvc") + 1:] if "dvc" in argv else argv)
+        return 0, []
+
+    def wait_for_queue(root, names, poll_seconds):
+        waits.append(names)
+        if len(waits) == 1:
+            return {"q-lr0.5-seed1": "946ce74  q-lr0.5-seed1  06:12 AM   Failed"}
+        if second_failure and len(waits) == 2:
+            return {"q-lr0.5-seed1": "a1b2c3d  q-lr0.5-seed1  06:13 AM   Failed"}
+        return {}
+
+    logs = {1: race_log, 2: race_log if second_failure == "race" else "ERROR: train.py: division by zero"}
+    monkeypatch.setattr(sweep, "run_streaming", run_streaming)
+    monkeypatch.setattr(sweep, "_wait_for_queue", wait_for_queue)
+    monkeypatch.setattr(sweep, "_queue_logs", lambda root, name: logs[len(waits)])
+    monkeypatch.setattr(sweep, "dvc_argv", lambda *args: ["dvc", *args])
+    messages = []
+    if second_failure:
+        with pytest.raises(sweep.SweepError, match=r"failed:\n.*q-lr0.5-seed1.*06:13"):
+            queue_sweep(tmp_path, parse_grid(GRID), "q", None, jobs=2, log=messages.append)
+    else:
+        assert queue_sweep(tmp_path, parse_grid(GRID), "q", None, jobs=2, log=messages.append) == \
+            ["q-lr0.5-seed1", "q-lr0.5-seed2", "q-lr2-seed1", "q-lr2-seed2"]
+    requeued = [c for c in commands[5:] if c[0] == "exp"]
+    assert ["queue", "remove", "q-lr0.5-seed1"] in commands
+    assert len(requeued) == 1 and requeued[0][:5] == ["exp", "run", "--queue", "-n", "q-lr0.5-seed1"]
+    assert any("dvc#10673" in m for m in messages)
+
+
+def test_a_failure_that_is_not_the_race_is_reported_without_a_retry(tmp_path, monkeypatch):
+    import pipeline.sweep as sweep
+
+    commands = []
+    monkeypatch.setattr(sweep, "run_streaming", lambda argv, root, log: (commands.append(argv), (0, []))[1])
+    monkeypatch.setattr(sweep, "_wait_for_queue",
+                        lambda root, names, poll: {"q-lr2-seed2": "ca63ec0  q-lr2-seed2  06:12 AM   Failed"})
+    monkeypatch.setattr(sweep, "_queue_logs", lambda root, name: "ERROR: failed to reproduce 'train': exit 1")
+    with pytest.raises(sweep.SweepError, match="q-lr2-seed2"):
+        queue_sweep(tmp_path, parse_grid(GRID), "q", None, jobs=2, log=lambda line: None)
+    assert not any("remove" in argv for argv in commands) and len(commands) == 5
