@@ -1,6 +1,6 @@
 """DVC stage pvae2018-train@<model>: train one Table 1 model into data/models/pvae2018/<model>/.
 
-Resumes from the checkpoint after a kill; a finished run is a no-op.
+Trains from scratch, or resumes after a kill (vgs/train/provenance.py says when).
 """
 import argparse
 
@@ -8,6 +8,7 @@ from vgs.methods.pvae2018 import model_dir
 from vgs.methods.pvae2018.config import load_run_config
 from vgs.methods.pvae2018.train import train_run
 from vgs.params import Params
+from vgs.train.provenance import stage_provenance
 from vgs.utils.entry import friendly_errors
 
 
@@ -20,7 +21,8 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     cfg = load_run_config(Params.load(args.params), args.model)
-    s = train_run(cfg, model_dir(args.model), progress=not args.no_progress, num_threads=args.threads)
+    s = train_run(cfg, model_dir(args.model), progress=not args.no_progress, num_threads=args.threads,
+                  provenance=stage_provenance(f"pvae2018-train@{args.model}"))
     print(f"{model_dir(args.model)}: {s['epochs']} epochs ({cfg.profile} profile), {s['cpu_seconds']} CPU s, "
           f"{s['wall_seconds']} wall s, {s['torch_threads']} threads")
 

@@ -4,6 +4,7 @@ import argparse
 
 from vgs.methods.smart.judges import judges_dir, train_judges
 from vgs.params import Params
+from vgs.train.provenance import stage_provenance
 from vgs.utils.entry import friendly_errors
 
 
@@ -14,7 +15,7 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     params = Params.load(args.params)
-    out = train_judges(params, progress=not args.no_progress)
+    out = train_judges(params, progress=not args.no_progress, provenance=stage_provenance("smart-judges"))
     print(f"{judges_dir()}: {out['data']} (profile {params.profile()})")
     for name in ("mlc", "glc"):
         s = out[name]

@@ -1,9 +1,10 @@
 """DVC stage smart-train@<style>: reciprocating training of SMART in the hybrid or classroom style
-(resumes after a kill; a finished run is a no-op)."""
+(from scratch, or resumed after a kill: vgs/train/provenance.py says when)."""
 import argparse
 
 from vgs.methods.smart.train import STYLES, run_dir, train_style
 from vgs.params import Params
+from vgs.train.provenance import stage_provenance
 from vgs.utils.entry import friendly_errors
 
 
@@ -15,7 +16,8 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     params = Params.load(args.params)
-    s = train_style(params, args.style, progress=not args.no_progress)
+    s = train_style(params, args.style, progress=not args.no_progress,
+                    provenance=stage_provenance(f"smart-train@{args.style}"))
     print(f"{run_dir(args.style)}: {s['phases']} phases, {s['steps']} steps on {s['data']}; "
           f"{s['wall_seconds']:.0f} s wall, {s['cpu_seconds']:.0f} s CPU (profile {params.profile()})")
 

@@ -65,19 +65,86 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_finished_run_is_a_noop(tmp_path):
-    _fit(tmp_path / "r")
-    before = (tmp_path / "r" / "checkpoint.pt").stat().st_mtime_ns
-    _fit(tmp_path / "r")
-    assert (tmp_path / "r" / "checkpoint.pt").stat().st_mtime_ns == before
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoint.pt")["task"]["model"]
 
 
-def test_checkpoint_from_other_config_is_set_aside(tmp_path):
+def test_finished_run_is_never_reused_and_retrains_to_the_same_weights(tmp_path, capsys):
+    _fit(tmp_path / "r")
+    first = _weights(tmp_path / "r")
+    log_rows = len((tmp_path / "r" / "train_log.jsonl").read_text().splitlines())
+    # DVC runs a train stage again only when a dependency changed or when forced: train again.
+    _fit(tmp_path / "r")
+    assert "finished run" in capsys.readouterr().out
+    assert (tmp_path / "r.set-aside.pt").exists()
+    second = _weights(tmp_path / "r")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    # A fresh run starts a fresh log.
+    assert len((tmp_path / "r" / "train_log.jsonl").read_text().splitlines()) == log_rows
+
+
+def test_checkpoint_from_other_config_is_set_aside(tmp_path, capsys):
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "r", stop_after=3)
+    (tmp_path / "r" / "stale-0123.pt").write_bytes(b"left by an older layout")
     task = TinyTask()
     Trainer(tmp_path / "r", max_epochs=1, seed=7, config={"lr": 0.5}, progress=False).fit(task)
-    assert list((tmp_path / "r").glob("stale-*.pt"))
+    assert "another configuration" in capsys.readouterr().out
+    assert (tmp_path / "r.set-aside.pt").exists()
+    assert not list((tmp_path / "r").glob("stale-*.pt"))
+
+
+def _fit_with(run_dir, provenance, stop_after=None):
+    torch.manual_seed(0)
+    task = TinyTask()
+    Trainer(run_dir, max_epochs=3, seed=7, config={"lr": 1e-2}, provenance=provenance, progress=False,
+            stop_after_steps=stop_after).fit(task)
+    return task
+
+
+def test_interrupted_run_resumes_only_with_the_same_provenance(tmp_path, capsys):
+    deps = {"vgs/model.py": "aaa", "data/pairs.zarr": "111"}
+    reference = _fit_with(tmp_path / "ref", deps)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_with(tmp_path / "r", deps, stop_after=11)
+    capsys.readouterr()
+    # Same provenance: resumed, identical weights.
+    resumed = _fit_with(tmp_path / "r", deps)
+    assert "resuming" in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(reference.model.state_dict().values(),
+                                                resumed.model.state_dict().values()))
+    # A changed code file or input store: not resumed, and the line names what changed.
+    for changed in ({**deps, "vgs/model.py": "bbb"}, {**deps, "data/pairs.zarr": "222"}):
+        with pytest.raises(KeyboardInterrupt):
+            _fit_with(tmp_path / "k", deps, stop_after=11)
+        capsys.readouterr()
+        _fit_with(tmp_path / "k", changed)
+        out = capsys.readouterr().out
+        name = next(k for k in deps if deps[k] != changed[k])
+        assert "not resuming" in out and f"changed: {name}" in out, out
+        assert "resuming k" not in out
+        assert len(list(tmp_path.glob("k*.set-aside.pt"))) == 1   # at most one per run
+
+
+class RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_unsafe_checkpoint_is_refused_and_named(tmp_path):
+    path, marker = tmp_path / "checkpoint.pt", tmp_path / "code-ran"
+    torch.save({"epoch": 1, "extra": RunsCodeWhenUnpickled(marker)}, path)
+    with pytest.raises(CheckpointError, match=r"posix\.system|os\.system"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    # What the trainer writes loads under weights_only=True, numpy RNG state included.
+    _fit(tmp_path / "ok")
+    ck = torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)
+    assert ck["finished"] and ck["rng"]["numpy"]["keys"].shape == (624,)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -86,14 +153,3 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
-
-
-def test_is_finished_only_for_a_complete_run_of_the_same_config(tmp_path):
-    trainer = Trainer(tmp_path / "r", max_epochs=3, seed=7, config={"lr": 1e-2}, progress=False)
-    assert not trainer.is_finished()
-    with pytest.raises(KeyboardInterrupt):
-        _fit(tmp_path / "r", stop_after=3)
-    assert not trainer.is_finished()
-    _fit(tmp_path / "r")
-    assert trainer.is_finished()
-    assert not Trainer(tmp_path / "r", max_epochs=3, seed=7, config={"lr": 0.5}, progress=False).is_finished()

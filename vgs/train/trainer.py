@@ -9,8 +9,14 @@ machine and thread count, finishes with bit-identical weights. That holds becaus
   * the batch order of epoch e depends only on (seed, e), never on the global RNG;
   * the global RNG states (torch, numpy, random) are saved with every checkpoint;
   * checkpoints are written atomically (temporary file, then rename).
-A checkpoint records a fingerprint of the run's configuration; a checkpoint from a different
-configuration is set aside, not resumed.
+
+Reuse rule (vgs/train/provenance.py): only an interrupted run is resumed, and only when its
+configuration and everything the stage depends on (code, params, input stores) are unchanged. A
+finished checkpoint is never reused, because DVC re-runs a training stage only when something it
+depends on changed or when forced. Anything not resumed is set aside, with one line saying why.
+
+Checkpoints hold only tensors, numbers, strings and containers of them, and are loaded with
+`torch.load(weights_only=True)`: a checkpoint pulled from a shared remote cannot run code.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from vgs.errors import CheckpointError
+from vgs.train.provenance import describe_changes
 from vgs.utils.atomic import atomic_path
 from vgs.utils.seed import seed_everything
 
@@ -57,21 +64,72 @@ def fingerprint(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def checkpoint_safe(obj: Any) -> Any:
+    """`obj` in the types that `torch.load(weights_only=True)` accepts: numpy arrays become tensors,
+    numpy scalars Python numbers; tensors, numbers, strings and containers pass through."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return type(obj)((k.item() if isinstance(k, np.generic) else k, checkpoint_safe(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(checkpoint_safe(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        torch.save(checkpoint_safe(payload), tmp)
 
 
 def load_checkpoint(path: Path) -> dict:
+    """Load with weights_only=True: a file that needs any other object to unpickle is refused."""
+    import pickle
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist",
                               hint="train the model first (dvc repro the method's train stage)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch names the offending global ("... unsupported GLOBAL posix.system ..."); anything
+        # else it raises this type for is a damaged file.
+        unsafe = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), None)
+        if unsafe is None:
+            raise CheckpointError(f"checkpoint {path} is unreadable: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                                  hint="delete it and re-run training; it will start from scratch") from None
+        raise CheckpointError(f"checkpoint {path} holds objects that a safe load refuses ({unsafe})",
+                              hint="only load checkpoints this project wrote; delete it and re-run training, "
+                                   "which starts from scratch") from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is unreadable: {exc}",
                               hint="delete it and re-run training; it will start from scratch") from None
+
+
+def _rng_state() -> dict:
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+
+
+def set_aside_path(run_dir: Path) -> Path:
+    """Where a checkpoint that is not resumed goes: beside the run directory, not inside it, so
+    it is no part of the stage's DVC output; one per run, the latest replacing the one before."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f"{run_dir.name}.set-aside.pt"
 
 
 @dataclass
@@ -80,6 +138,10 @@ class Trainer:
     max_epochs: int
     seed: int
     config: Any = None                       # anything JSON-able that defines the run
+    # {dependency: hash} of everything the run is made from (vgs.train.provenance.stage_provenance):
+    # an interrupted run is resumed only when this is unchanged.
+    provenance: dict | None = None
+    set_aside_to: Path | None = None         # default: set_aside_path(run_dir)
     checkpoint_every_seconds: float = 120.0  # plus one at every epoch end
     log_every_steps: int = 25
     num_threads: int | None = None
@@ -96,38 +158,51 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT
 
-    def is_finished(self) -> bool:
-        """True if this run's checkpoint is complete and was made with this configuration, so
-        fit() would do nothing (callers can then skip rewriting their own outputs)."""
-        if not self.checkpoint_path.exists():
-            return False
-        ck = load_checkpoint(self.checkpoint_path)
-        return bool(ck.get("finished")) and ck.get("fingerprint") == self.fingerprint
-
     # ------------------------------------------------------------------------------------------
     def _payload(self, task: TrainTask, epoch: int, index: int, finished: bool, elapsed: float) -> dict:
-        return {"fingerprint": self.fingerprint, "config": self.config, "epoch": epoch, "index": index,
-                "finished": finished, "elapsed_seconds": elapsed, "task": task.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                        "python": random.getstate()}}
+        return {"fingerprint": self.fingerprint, "config": self.config, "provenance": self.provenance or {},
+                "epoch": epoch, "index": index, "finished": finished, "elapsed_seconds": elapsed,
+                "task": task.state_dict(), "rng": _rng_state()}
 
-    def _resume_point(self, task: TrainTask) -> tuple[int, int, float, bool]:
-        if not self.checkpoint_path.exists():
-            return 0, 0, 0.0, False
-        ck = load_checkpoint(self.checkpoint_path)
+    def _why_not_resume(self) -> str | None:
+        """None if the checkpoint may be resumed, else the reason it may not."""
+        try:
+            ck = load_checkpoint(self.checkpoint_path)
+        except CheckpointError as exc:
+            return exc.message
+        if ck.get("finished"):
+            return ("it is from a finished run, and a training stage runs again only when something it "
+                    "depends on changed or when forced")
         if ck.get("fingerprint") != self.fingerprint:
-            stale = self.checkpoint_path.with_name(f"stale-{ck.get('fingerprint', 'unknown')}.pt")
-            os.replace(self.checkpoint_path, stale)
-            print(f"checkpoint in {self.run_dir} was made with another configuration; moved to {stale.name}"
-                  " and starting from scratch")
-            return 0, 0, 0.0, False
+            return "it was made with another configuration"
+        if (ck.get("provenance") or {}) != (self.provenance or {}):
+            return "its inputs differ (" + describe_changes(ck.get("provenance"), self.provenance or {}) + ")"
+        self._resumable = ck
+        return None
+
+    def _set_aside(self, reason: str) -> None:
+        target = Path(self.set_aside_to) if self.set_aside_to else set_aside_path(self.run_dir)
+        os.replace(self.checkpoint_path, target)
+        # A fresh run gets a fresh log; earlier layouts kept set-aside checkpoints in the run itself.
+        for old in [self.run_dir / LOG, *self.run_dir.glob("stale-*.pt")]:
+            old.unlink(missing_ok=True)
+        print(f"{self.run_dir}: not resuming the checkpoint there: {reason}; moved it to {target.name}, "
+              "training from scratch")
+
+    def _resume_point(self, task: TrainTask) -> tuple[int, int, float]:
+        self._resumable = None
+        if not self.checkpoint_path.exists():
+            (self.run_dir / LOG).unlink(missing_ok=True)
+            return 0, 0, 0.0
+        reason = self._why_not_resume()
+        if reason is not None:
+            self._set_aside(reason)
+            return 0, 0, 0.0
+        ck = self._resumable
         task.load_state_dict(ck["task"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        np.random.set_state(ck["rng"]["numpy"])
-        random.setstate(ck["rng"]["python"])
-        if not ck["finished"]:
-            print(f"resuming {self.run_dir} at epoch {ck['epoch']}, batch {ck['index']}")
-        return ck["epoch"], ck["index"], ck["elapsed_seconds"], ck["finished"]
+        _set_rng_state(ck["rng"])
+        print(f"resuming {self.run_dir} at epoch {ck['epoch']}, batch {ck['index']}")
+        return ck["epoch"], ck["index"], ck["elapsed_seconds"]
 
     def _log(self, row: dict) -> None:
         self.history.append(row)
@@ -139,16 +214,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def fit(self, task: TrainTask) -> dict:
-        """Train to max_epochs (resuming if possible). Returns {"elapsed_seconds", "resumed"}."""
+        """Train to max_epochs, resuming an interrupted run of the same provenance. Returns
+        {"elapsed_seconds", "resumed"}."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         seed_everything(self.seed)
-        epoch, index, elapsed, finished = self._resume_point(task)
+        epoch, index, elapsed = self._resume_point(task)
         resumed = epoch > 0 or index > 0
-        if finished:
-            print(f"{self.run_dir}: training already finished ({elapsed:.0f} s); nothing to do")
-            return {"elapsed_seconds": elapsed, "resumed": resumed}
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM,)}
         steps_this_process = 0
         last_ck = time.monotonic()

@@ -131,20 +131,22 @@ def validation_terms(model: LeidalModel, data: LeidalData, cfg: RunConfig, num_p
 
 
 def make_trainer(cfg: RunConfig, progress: bool = True, stop_after_steps: int | None = None,
-                 run_dir=None) -> Trainer:
+                 run_dir=None, provenance: dict | None = None) -> Trainer:
     return Trainer(run_dir or model_dir(cfg.run), max_epochs=cfg.train.epochs, seed=cfg.seed,
-                   config=cfg.fingerprint_config(), checkpoint_every_seconds=cfg.train.checkpoint_every_seconds,
+                   config=cfg.fingerprint_config(), provenance=provenance,
+                   checkpoint_every_seconds=cfg.train.checkpoint_every_seconds,
                    num_threads=cfg.train.num_threads, progress=progress, stop_after_steps=stop_after_steps)
 
 
 def train_run(cfg: RunConfig, data: LeidalData | None = None, progress: bool = True,
-              stop_after_steps: int | None = None, run_dir=None) -> dict:
-    """Train (or resume, or skip if finished) one run; returns the trainer summary and the task."""
+              stop_after_steps: int | None = None, run_dir=None, provenance: dict | None = None) -> dict:
+    """Train one run (resuming an interrupted one of the same provenance); returns the trainer
+    summary and the task."""
     data = data or LeidalData(cfg.data, cfg.model.num_frames)
     data.warm("train")
     if cfg.train.val_pairs:
         data.audio(data.pair_indices("val", 0)[1][:cfg.train.val_pairs])
     task = LeidalTask(cfg, data)
-    trainer = make_trainer(cfg, progress, stop_after_steps, run_dir)
+    trainer = make_trainer(cfg, progress, stop_after_steps, run_dir, provenance)
     summary = trainer.fit(task)
     return {**summary, "cpu_seconds": task.cpu_seconds, "steps": task.steps, "task": task, "trainer": trainer}

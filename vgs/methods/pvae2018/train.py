@@ -122,20 +122,16 @@ def validation_purity(model: MultimodalVAE, data: DigitData, val_sets: dict, see
 
 
 def train_run(cfg: RunConfig, run_dir: str | Path, data: DigitData | None = None, progress: bool = True,
-              stop_after_steps: int | None = None, num_threads: int | None = None) -> dict:
-    """Train (or resume, or do nothing if finished) and write run_dir/summary.json."""
+              stop_after_steps: int | None = None, num_threads: int | None = None,
+              provenance: dict | None = None) -> dict:
+    """Train (resuming an interrupted run of the same provenance) and write run_dir/summary.json."""
     run_dir = Path(run_dir)
     data = data or DigitData(cfg.data)
     cfg = with_store_dims(cfg, data)
     task = PVAETask(cfg, data)
-    trainer = Trainer(run_dir, max_epochs=cfg.train.epochs, seed=cfg.seed, config=cfg.fingerprint_dict(),
+    trainer = Trainer(run_dir, max_epochs=cfg.train.epochs, seed=cfg.seed, config=cfg.fingerprint_dict(), provenance=provenance,
                       checkpoint_every_seconds=cfg.train.checkpoint_every_seconds, progress=progress,
                       stop_after_steps=stop_after_steps, num_threads=num_threads)
-    previous = _finished_summary(run_dir, trainer.fingerprint)
-    if previous is not None:
-        # A no-op re-run keeps the timings of the run that did the work.
-        print(f"{run_dir}: training already finished ({previous['wall_seconds']} s); nothing to do")
-        return previous
     load_start = os.getloadavg()
     result = trainer.fit(task)
     summary = {
@@ -154,15 +150,3 @@ def train_run(cfg: RunConfig, run_dir: str | Path, data: DigitData | None = None
             summary["last_epoch_log"] = ends[-1]
     atomic_write_json(run_dir / SUMMARY, summary)
     return summary
-
-
-def _finished_summary(run_dir: Path, fingerprint: str) -> dict | None:
-    """The summary of a finished run with this configuration, if checkpoint and summary agree."""
-    summary, checkpoint = run_dir / SUMMARY, run_dir / "checkpoint.pt"
-    if not (summary.exists() and checkpoint.exists()):
-        return None
-    old = json.loads(summary.read_text())
-    if old.get("fingerprint") != fingerprint:
-        return None
-    ck = load_checkpoint(checkpoint)
-    return old if ck.get("finished") and ck.get("fingerprint") == fingerprint else None

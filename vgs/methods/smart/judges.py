@@ -19,8 +19,8 @@ from torch.nn import functional as F
 from vgs.methods.smart.data import Modality, SmartData, load_data
 from vgs.methods.smart.model import LabelClassifier
 from vgs.params import Params
-from vgs.train import Trainer, load_checkpoint
-from vgs.utils.atomic import atomic_path, atomic_write_json
+from vgs.train import Trainer, load_checkpoint, save_checkpoint
+from vgs.utils.atomic import atomic_write_json
 from vgs.utils.seed import seed_everything
 
 JUDGES = {"mlc": "image", "glc": "audio"}
@@ -102,7 +102,7 @@ def accuracy(model: LabelClassifier, x: torch.Tensor, labels: np.ndarray) -> flo
 
 
 def train_judge(params: Params, name: str, data: SmartData, out_dir: str | Path | None = None,
-                progress: bool = True, stop_after_steps: int | None = None) -> dict:
+                progress: bool = True, stop_after_steps: int | None = None, provenance: dict | None = None) -> dict:
     cfg = judge_config(params, name)
     mod = data[cfg["modality"]]
     cfg["input_hw"] = list(mod.input_hw)
@@ -112,10 +112,10 @@ def train_judge(params: Params, name: str, data: SmartData, out_dir: str | Path 
     task = JudgeTask(model, mod, cfg)
     # The fingerprint covers the data too: a judge trained on other inputs must not be resumed.
     config = {"judge": cfg, "store": mod.store_path, "data": mod.description}
-    trainer = Trainer(out_dir, max_epochs=cfg["epochs"], seed=cfg["seed"], config=config, progress=progress,
-                      stop_after_steps=stop_after_steps)
-    if trainer.is_finished() and (out_dir / JUDGE_FILE).exists():
-        return load_checkpoint(out_dir / JUDGE_FILE)["summary"]   # a finished judge is not rewritten
+    # Set-aside checkpoints stay outside the stage's output directory (which holds every judge).
+    trainer = Trainer(out_dir, max_epochs=cfg["epochs"], seed=cfg["seed"], config=config, provenance=provenance,
+                      set_aside_to=out_dir.parent.parent / f"{out_dir.parent.name}-{name}.set-aside.pt",
+                      progress=progress, stop_after_steps=stop_after_steps)
     result = trainer.fit(task)
     model.load_state_dict(task.best["state"])
     test = mod.indices("test")
@@ -125,8 +125,7 @@ def train_judge(params: Params, name: str, data: SmartData, out_dir: str | Path 
                "test_items": int(len(test)), "train_items": int(len(task.train_idx)),
                "cpu_seconds": round(task.cpu_seconds, 1), "wall_seconds": round(result["elapsed_seconds"], 1),
                "config": cfg}
-    with atomic_path(out_dir / JUDGE_FILE) as tmp:
-        torch.save({"config": cfg, "state": task.best["state"], "summary": summary}, tmp)
+    save_checkpoint(out_dir / JUDGE_FILE, {"config": cfg, "state": task.best["state"], "summary": summary})
     return summary
 
 
@@ -138,10 +137,10 @@ def load_judge(name: str, directory: str | Path | None = None) -> LabelClassifie
     return model
 
 
-def train_judges(params: Params, progress: bool = True) -> dict:
+def train_judges(params: Params, progress: bool = True, provenance: dict | None = None) -> dict:
     data = load_data(params)
     out = {"data": data.summary()}
     for name in JUDGES:
-        out[name] = train_judge(params, name, data, progress=progress)
+        out[name] = train_judge(params, name, data, progress=progress, provenance=provenance)
     atomic_write_json(judges_dir() / "judges.json", out)
     return out

@@ -33,8 +33,8 @@ from vgs.methods.smart.data import CooccurrenceStream, SmartData, load_data
 from vgs.methods.smart.guides import guide_table
 from vgs.methods.smart.model import MODALITIES, ConvAutoencoder, SmartNet, Transcoder, other
 from vgs.params import Params
-from vgs.train import Trainer, load_checkpoint
-from vgs.utils.atomic import atomic_path, atomic_write_json
+from vgs.train import Trainer, load_checkpoint, save_checkpoint
+from vgs.utils.atomic import atomic_write_json
 from vgs.utils.seed import seed_everything
 
 
@@ -266,7 +266,8 @@ def run_dir(style: str) -> Path:
 
 
 def train_style(params: Params, style: str, out_dir: str | Path | None = None, progress: bool = True,
-                stop_after_steps: int | None = None, data: SmartData | None = None) -> dict:
+                stop_after_steps: int | None = None, data: SmartData | None = None,
+                provenance: dict | None = None) -> dict:
     """Train one style to completion (resuming a killed run); write model.pt and a summary."""
     config = run_config(params, style)
     cfg = config["train"]
@@ -277,22 +278,17 @@ def train_style(params: Params, style: str, out_dir: str | Path | None = None, p
     net = build_net(config["model"], {m: data[m].input_hw for m in MODALITIES})
     schedule = build_schedule(cfg["pretrain_steps"], cfg["phases"], cfg["steps_per_phase"], cfg["first"])
     task = SmartTask(net, data, schedule, cfg, config["seed"])
-    trainer = Trainer(out_dir, max_epochs=len(schedule), seed=config["seed"], config=config,
+    trainer = Trainer(out_dir, max_epochs=len(schedule), seed=config["seed"], config=config, provenance=provenance,
                       checkpoint_every_seconds=120.0, log_every_steps=25, progress=progress,
                       stop_after_steps=stop_after_steps)
-    if trainer.is_finished() and (out_dir / MODEL_FILE).exists() and (out_dir / SUMMARY_FILE).exists():
-        # Re-running a finished stage changes nothing, not even the recorded times.
-        print(f"{out_dir}: training already finished; keeping {MODEL_FILE}")
-        return json.loads((out_dir / SUMMARY_FILE).read_text())
     result = trainer.fit(task)
     summary = {"style": style, "phases": len(schedule), "schedule": [asdict(p) for p in schedule],
                "steps": sum(p.steps for p in schedule), "cpu_seconds": round(task.cpu_seconds, 1),
                "wall_seconds": round(result["elapsed_seconds"], 1),
                "resumed": result["resumed"], "torch_threads": torch.get_num_threads(),
                "data": data.summary(), "history": _phase_history(out_dir)}
-    with atomic_path(out_dir / MODEL_FILE) as tmp:
-        torch.save({"config": config, "net": net.state_dict(), "guides": task.guides,
-                    "input_hw": {m: data[m].input_hw for m in MODALITIES}}, tmp)
+    save_checkpoint(out_dir / MODEL_FILE, {"config": config, "net": net.state_dict(), "guides": task.guides,
+                                           "input_hw": {m: data[m].input_hw for m in MODALITIES}})
     atomic_write_json(out_dir / SUMMARY_FILE, summary)
     return summary
 
