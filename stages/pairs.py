@@ -1,7 +1,8 @@
-"""DVC stage pairs@<name>: per-epoch same-class pairs (or K-view tuples) at data/pairs/<name>.zarr."""
+"""DVC stages pairs@<name> and instance-pairs@<name>: per-epoch same-class pairs, or an image bound to
+its own captions (`mode: instance`), as K-view tuples at data/pairs/<name>.zarr."""
 import argparse
 
-from vgs.pairing import View, build_pairs
+from vgs.pairing import View, build_instance_pairs, build_pairs
 from vgs.params import Params
 from vgs.paths import pairs_path
 from vgs.utils.entry import friendly_errors
@@ -14,16 +15,20 @@ def main(argv=None):
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = Params.load(args.params)
-    p = params.section(f"pairing.{args.name}")
+    section = "pairing" if params.has(f"pairing.{args.name}") else "instance_pairing"
+    p = params.section(f"{section}.{args.name}")
+    mode = p.str("mode", "class", choices=("class", "instance"))
     views = []
     for i, v in enumerate(p.list("views")):
         vp = Params(v, f"{p.key('views')}[{i}]", params.source)
         views.append(View(vp.str("name"), vp.str("store")))
     ep = p.section("epochs")
     epochs = {split: ep.int(split, min=1) for split in ep.keys()}
-    summary = build_pairs(views, pairs_path(args.name), seed=params.int("seed"), epochs=epochs)
-    print(f"{pairs_path(args.name)}: " + ", ".join(f"{s}: {v['tuples']} x {v['epochs']} epochs"
-                                                     for s, v in summary.items()))
+    build = build_instance_pairs if mode == "instance" else build_pairs
+    summary = build(views, pairs_path(args.name), seed=params.int("seed"), epochs=epochs)
+    print(f"{pairs_path(args.name)}: " + ", ".join(
+        f"{s}: {v['tuples']} x {v['epochs']} epochs" + (f" ({v['left_out']} left out)" if v.get("left_out") else "")
+        for s, v in summary.items()))
 
 
 if __name__ == "__main__":

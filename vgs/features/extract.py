@@ -167,15 +167,40 @@ def _packed_index(r) -> int:
     return int(index)
 
 
+def _decode_image_file(path: Path, size: int | None) -> np.ndarray:
+    """A PNG or JPEG file as (H, W) uint8 grey levels; with `size`, the shorter side resized to
+    `size` (Pillow's antialiasing filter) and the centre cropped square, as retrieval papers crop."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise DataError(f"image file {path} is missing", hint="restore it, or re-run the stage that lists it")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L")
+            if size is not None and im.size != (size, size):
+                w, h = im.size
+                scale = size / min(w, h)
+                im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.LANCZOS)
+                left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"image file {path} is unreadable: {exc}",
+                        hint="replace the file, or remove it from the corpus and re-run the stage") from None
+
+
 def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory):
+    """Packed images (`file#index`, MNIST's IDX files) and image files (PNG, JPEG; decoded with Pillow)."""
     from vgs.corpora.mnist import read_idx
 
     records = [r for r in manifest if r.modality == "image"]
     by_file: dict[str, list[int]] = {}
+    loose: list[int] = []
     for pos, r in enumerate(records):
-        if "#" not in r.source:
-            raise DataError(f"image record {r.id}: source {r.source!r} is not <file>#<index>")
-        by_file.setdefault(r.source.split("#", 1)[0], []).append(pos)
+        if "#" in r.source:
+            by_file.setdefault(r.source.split("#", 1)[0], []).append(pos)
+        else:
+            loose.append(pos)
     writer = None
     # Keep manifest order: group reads per container file, then write in record order.
     pixels: dict[int, np.ndarray] = {}
@@ -189,11 +214,18 @@ def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory):
             pixels[p] = img
     bar = tqdm(total=len(records), desc=f"features {manifest.corpus}/{cfg.name}", unit="img")
     for pos, r in enumerate(records):
-        img = pixels.pop(pos)
+        if pos in pixels:
+            img = pixels.pop(pos)
+        else:
+            img = image_features(_decode_image_file(Path(manifest.root) / r.source, cfg.size)[None], cfg)[0]
         if writer is None:
             writer = writer_factory(img.shape[1])
             writer.item_shape = list(img.shape)
             writer.plan((r.id, r.label, r.speaker, r.split, r.transcript) for r in records)
+        elif list(img.shape) != writer.item_shape:
+            raise DataError(f"image {r.id} ({r.source}) is {img.shape[0]}x{img.shape[1]}, the others "
+                            f"{writer.item_shape[0]}x{writer.item_shape[1]}",
+                            hint=f"set features.{cfg.name}.size so that every image is resized to one size")
         writer.add(r.id, img, r.label, r.speaker, r.split, r.transcript)
         bar.update(1)
     bar.close()

@@ -1,0 +1,130 @@
+"""Instance pairing: an image store (PNG files decoded with Pillow) and caption stores joined by
+datapoint into K-view tuples; several captions per image drawn per epoch; bad joins are errors."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from vgs.corpora.manifest import Manifest, ManifestRecord, write_manifest
+from vgs.errors import DataError, StoreError, VgsError
+from vgs.features.config import ImageFeatureConfig, load_feature_config
+from vgs.features.extract import build_store
+from vgs.pairing import PairStore, View, build_instance_pairs
+from vgs.params import Params
+from vgs.store import FeatureStore
+
+REPO = Path(__file__).resolve().parent.parent
+SPLITS = {"train": 4, "val": 2, "test": 3}
+
+
+def _image_manifest(root, size=(20, 12)):
+    records, rng = [], np.random.default_rng(0)
+    for split, n in SPLITS.items():
+        for k in range(n):
+            dp = f"scene-{split}-{k}"
+            path = root / "images" / split / f"{dp}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, size=size[::-1], dtype=np.uint8)).save(path)
+            records.append(ManifestRecord(id=dp, source=f"images/{split}/{dp}.png", modality="image", split=split,
+                                          extra={"datapoint": dp}))
+    return Manifest("tiny-image", str(root), records)
+
+
+def _caption_manifest(root, lang, captions_per_image=1, skip=()):
+    records, rng = [], np.random.default_rng(1)
+    for split, n in SPLITS.items():
+        for k in range(n):
+            dp = f"scene-{split}-{k}"
+            if dp in skip:
+                continue
+            for c in range(captions_per_image):
+                uid = f"{dp}-{lang}-{c}"
+                path = root / "wavs" / lang / f"{uid}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                x = 0.2 * rng.standard_normal(2000 + 400 * c).astype(np.float32)
+                sf.write(str(path), x, 8000, subtype="PCM_16")
+                records.append(ManifestRecord(id=uid, source=f"wavs/{lang}/{uid}.wav", modality="audio", split=split,
+                                              speaker="s1", num_samples=len(x), sample_rate=8000,
+                                              extra={"datapoint": dp, "language": lang, "synthetic": lang != "en"}))
+    return Manifest(f"tiny-{lang}", str(root), records)
+
+
+def _store(tmp_path, manifest, cfg):
+    mpath = tmp_path / "manifests" / f"{manifest.corpus}.jsonl"
+    write_manifest(mpath, manifest)
+    out = tmp_path / "features" / f"{manifest.corpus}.zarr"
+    build_store(manifest, mpath, cfg, out, num_workers=1)
+    return str(out)
+
+
+@pytest.fixture()
+def stores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # stores record their manifest by the path they were built from
+    audio_cfg = load_feature_config(Params.load(str(REPO / "params.yaml")), "mfcc40")
+    image_cfg = ImageFeatureConfig(name="scene16", kind="image", size=16, resize_method="bilinear", scale=1 / 255)
+    image = _store(tmp_path, _image_manifest(tmp_path / "corpus"), image_cfg)
+    en = _store(tmp_path, _caption_manifest(tmp_path / "corpus", "en"), audio_cfg)
+    hi = _store(tmp_path, _caption_manifest(tmp_path / "corpus", "hi", captions_per_image=3), audio_cfg)
+    return image, en, hi, audio_cfg
+
+
+def test_png_images_are_decoded_resized_and_centre_cropped(stores):
+    image = FeatureStore(stores[0])
+    assert tuple(image.item_shape) == (16, 16) and len(image) == sum(SPLITS.values())
+    assert image.images(np.arange(2)).max() <= 1.0
+
+
+def test_each_image_is_bound_to_its_own_captions(stores, tmp_path):
+    image, en, hi, _ = stores
+    summary = build_instance_pairs([View("image", image), View("en", en), View("hi", hi)], "pairs.zarr", seed=3,
+                                   epochs={"train": 4, "val": 1, "test": 1})
+    assert summary["train"] == {"epochs": 4, "tuples": 4, "left_out": 0}
+    pairs = PairStore("pairs.zarr")
+    assert pairs.attrs["mode"] == "instance" and pairs.view_names == ["image", "en", "hi"]
+    stores_ = [FeatureStore(p) for p in (image, en, hi)]
+    drawn = set()
+    for e in range(4):
+        for i, a, b in pairs.tuples("train", e):
+            dp = stores_[0].ids[i]
+            assert stores_[1].ids[a] == f"{dp}-en-0"
+            assert stores_[2].ids[b].startswith(f"{dp}-hi-")
+            drawn.add(stores_[2].ids[b])
+    assert len(drawn) > 4           # several of the three Hindi captions per image were drawn
+    # Same seed, same tuples; the test split keeps every test image once.
+    build_instance_pairs([View("image", image), View("en", en), View("hi", hi)], "again.zarr", seed=3,
+                         epochs={"train": 4, "val": 1, "test": 1})
+    assert np.array_equal(PairStore("again.zarr").tuples("train", 2), pairs.tuples("train", 2))
+    assert sorted(stores_[0].ids[pairs.tuples("test")[:, 0]]) == [f"scene-test-{k}" for k in range(3)]
+
+
+def test_images_missing_a_view_are_left_out_and_listed(stores, tmp_path):
+    image, en, _, audio_cfg = stores
+    ja = _store(tmp_path, _caption_manifest(tmp_path / "corpus", "ja", skip={"scene-test-1"}), audio_cfg)
+    summary = build_instance_pairs([View("image", image), View("en", en), View("ja", ja)], "p.zarr", seed=0,
+                                   epochs={"train": 1, "test": 1})
+    assert summary["test"]["tuples"] == 2 and summary["test"]["left_out"] == 1
+    assert PairStore("p.zarr").attrs["left_out"]["test"] == [{"datapoint": "scene-test-1", "missing_views": ["ja"]}]
+
+
+def test_bad_joins_are_clear_errors(stores, tmp_path):
+    image, en, hi, _ = stores
+    with pytest.raises(VgsError, match="image store first"):
+        build_instance_pairs([View("en", en), View("image", image)], "x.zarr", seed=0, epochs={"train": 1})
+    # A manifest edited after its store was built would misjoin silently: refused.
+    manifest = tmp_path / "manifests" / "tiny-hi.jsonl"
+    manifest.write_text(manifest.read_text().replace("scene-train-0", "scene-train-1"))
+    with pytest.raises(StoreError, match="changed after feature store"):
+        build_instance_pairs([View("image", image), View("hi", hi)], "x.zarr", seed=0, epochs={"train": 1})
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_unreadable_image_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = _image_manifest(tmp_path / "corpus")
+    (tmp_path / "corpus" / manifest.records[2].source).write_bytes(b"not a png")
+    cfg = ImageFeatureConfig(name="scene16", kind="image", size=16, resize_method="bilinear", scale=1 / 255)
+    with pytest.raises(DataError, match=r"scene-train-2\.png is unreadable"):
+        _store(tmp_path, manifest, cfg)
+    assert not (tmp_path / "features" / "tiny-image.zarr").exists()
