@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 SPLITS = {"train": 4, "val": 2, "test": 3}
 
 
-def _image_manifest(root, size=(20, 12)):
+def _image_manifest(root, size=(20, 12), splits=SPLITS):
     records, rng = [], np.random.default_rng(0)
-    for split, n in SPLITS.items():
+    for split, n in splits.items():
         for k in range(n):
             dp = f"scene-{split}-{k}"
             path = root / "images" / split / f"{dp}.png"
@@ -32,9 +32,9 @@ def _image_manifest(root, size=(20, 12)):
     return Manifest("tiny-image", str(root), records)
 
 
-def _caption_manifest(root, lang, captions_per_image=1, skip=()):
+def _caption_manifest(root, lang, captions_per_image=1, skip=(), splits=SPLITS):
     records, rng = [], np.random.default_rng(1)
-    for split, n in SPLITS.items():
+    for split, n in splits.items():
         for k in range(n):
             dp = f"scene-{split}-{k}"
             if dp in skip:

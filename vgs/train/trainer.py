@@ -107,6 +107,20 @@ def load_checkpoint(path: Path) -> dict:
                               hint="delete it and re-run training; it will start from scratch") from None
 
 
+def load_finished_checkpoint(run_dir: Path, config: Any, train_stage: str) -> dict:
+    """The checkpoint of a finished run made with `config`; CheckpointError naming the stage to
+    run when it is missing, unfinished or from another configuration (exports read only these)."""
+    run_dir = Path(run_dir)
+    ck = load_checkpoint(run_dir / CHECKPOINT)
+    if not ck.get("finished"):
+        raise CheckpointError(f"{run_dir}/{CHECKPOINT} is from an unfinished run (epoch {ck.get('epoch')})",
+                              hint=f"finish training first: dvc repro {train_stage}")
+    if ck.get("fingerprint") != fingerprint(config):
+        raise CheckpointError(f"{run_dir}/{CHECKPOINT} was trained with another configuration than "
+                              "params.yaml now gives", hint=f"re-train: dvc repro {train_stage}")
+    return ck
+
+
 def _rng_state() -> dict:
     name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     version, internal, gauss_next = random.getstate()

@@ -26,20 +26,12 @@ from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.train import build_model
 from vgs.store.embeddings import write_embeddings
 from vgs.errors import CheckpointError
-from vgs.train import fingerprint, load_checkpoint
+from vgs.train import load_finished_checkpoint
 
 
 def load_trained(cfg: RunConfig, data: LeidalData, run_dir=None):
     """The finished model of a run and its checkpoint; CheckpointError if missing or unfinished."""
-    run_dir = run_dir or model_dir(cfg.run)
-    ck = load_checkpoint(run_dir / "checkpoint.pt")
-    if not ck.get("finished"):
-        raise CheckpointError(f"{run_dir}/checkpoint.pt is from an unfinished run (epoch {ck.get('epoch')})",
-                              hint=f"finish training first: dvc repro {METHOD}-train@{cfg.run}")
-    if ck.get("fingerprint") != fingerprint(cfg.fingerprint_config()):
-        raise CheckpointError(f"{run_dir}/checkpoint.pt was trained with another configuration than "
-                              f"params.yaml now gives for run {cfg.run}",
-                              hint=f"re-train: dvc repro {METHOD}-train@{cfg.run}")
+    ck = load_finished_checkpoint(run_dir or model_dir(cfg.run), cfg.fingerprint_config(), f"{METHOD}-train@{cfg.run}")
     model = build_model(cfg, data)
     model.load_state_dict(ck["task"]["model"])
     model.eval()

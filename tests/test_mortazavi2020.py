@@ -1,0 +1,128 @@
+"""Mortazavi 2020: schedules from params, a tiny end-to-end run (train, export, evaluate, report),
+resume after a kill to identical weights. Table 1's counts, the speech embedder's padding invariance
+and the hinge loss against a brute-force loop are tested with the shared blocks
+(tests/test_retrieval_encoders.py, tests/test_retrieval_losses.py)."""
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from test_instance_pairing import _caption_manifest, _image_manifest, _store
+from vgs.errors import CheckpointError, ParamError
+from vgs.features.config import ImageFeatureConfig, load_feature_config
+from vgs.methods.mortazavi2020.config import load_run_config
+from vgs.methods.mortazavi2020.evaluate import evaluate_run
+from vgs.methods.mortazavi2020.export import export_run
+from vgs.methods.mortazavi2020.report import build_report, check_claims
+from vgs.methods.mortazavi2020.train import MortazaviTask, load_views, make_scheduler, train_run
+from vgs.pairing import View, build_instance_pairs
+from vgs.params import Params
+
+REPO = Path(__file__).resolve().parent.parent
+SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 candidates
+
+
+def _params(overrides: dict | None = None) -> Params:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    m = copy.deepcopy(raw["mortazavi2020"])
+    m["data"].update(pairs="pairs.zarr", corpus_root=None, data_name="tiny test corpus")
+    m["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
+    m["model"].update(image_net="densenet_cpu", dim_divisor=32)
+    m["profiles"] = {"paper": {}, "cpu": {}}
+    for key, value in (overrides or {}).items():
+        m["runs"]["dg3a1024"][key] = value
+    raw["mortazavi2020"] = m
+    raw["profile"] = "cpu"
+    return Params(raw, "", "test params")
+
+
+@pytest.fixture()
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    audio_cfg = load_feature_config(Params.load(str(REPO / "params.yaml")), "mfcc40")
+    image_cfg = ImageFeatureConfig(name="scene32", kind="image", size=32, resize_method="bilinear", scale=1 / 255)
+    image = _store(tmp_path, _image_manifest(tmp_path / "corpus", size=(40, 32), splits=SPLITS), image_cfg)
+    en = _store(tmp_path, _caption_manifest(tmp_path / "corpus", "en", splits=SPLITS), audio_cfg)
+    build_instance_pairs([View("image", image), View("en", en)], "pairs.zarr", seed=1,
+                         epochs={"train": 1, "val": 1, "test": 1})
+    return tmp_path
+
+
+def test_schedules_come_from_params():
+    cfg = load_run_config(_params(), "dg3a1024")
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.train.lr)
+    kinds = {"calr": torch.optim.lr_scheduler.CosineAnnealingLR,
+             "calwr": torch.optim.lr_scheduler.CosineAnnealingWarmRestarts,
+             "cylr": torch.optim.lr_scheduler.CyclicLR}
+    for name, kind in kinds.items():
+        c = load_run_config(_params({"train": {"schedule": name}}), "dg3a1024")
+        assert c.train.schedule == name
+        assert isinstance(make_scheduler(opt, c, steps_per_epoch=10, epochs=3), kind)
+    # CALWR with T_0 = 1 epoch and T_mult 2 restarts after 1, 3, 7 epochs, as the paper describes.
+    c = load_run_config(_params({"train": {"schedule": "calwr"}}), "dg3a1024")
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = make_scheduler(opt, c, steps_per_epoch=4, epochs=8)
+    lrs = []
+    for _ in range(4 * 7 + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [i for i in range(1, len(lrs)) if lrs[i] > lrs[i - 1]] == [4, 12, 28]
+    with pytest.raises(ParamError, match="schedule"):
+        load_run_config(_params({"train": {"schedule": "step"}}), "dg3a1024")
+    with pytest.raises(ParamError, match="dim_divisor"):
+        load_run_config(_params({"dim": 1000}), "dg3a1024")
+
+
+def _weights(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["task"]["pair"]
+
+
+def test_tiny_run_end_to_end_and_resume_after_kill(tiny):
+    cfg = load_run_config(_params({"restart": {"epochs": 1, "lr_factor": 0.5}}), "dg3a1024")
+    assert cfg.model.dim == 32 and cfg.total_epochs == 3
+    views = load_views(cfg)
+    ref = train_run(cfg, views, progress=False, run_dir=tiny / "ref")
+    assert ref["steps"] == 3 * 2   # 8 train datapoints, batch 4, 3 epochs
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, views, progress=False, stop_after_steps=3, run_dir=tiny / "killed")   # mid epoch 2
+    with pytest.raises(CheckpointError, match="unfinished"):
+        export_run(cfg, out_dir=tiny / "x", run_dir=tiny / "killed", views=views)
+    resumed = train_run(cfg, views, progress=False, run_dir=tiny / "killed")
+    assert resumed["resumed"]
+    a, b = _weights(tiny / "ref"), _weights(tiny / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    task = resumed["task"]
+    assert task.phase == "restart" and task.best["epoch"] in (0, 1, 2)
+
+    export_run(cfg, out_dir=tiny / "emb", run_dir=tiny / "ref", views=views)
+    result = evaluate_run(cfg, in_dir=tiny / "emb", out_path=tiny / "eval" / "dg3a1024.json")
+    assert result["test_pairs"] == 10 and result["oracle"] is None
+    assert 0 <= result["recall"]["avgR1"] <= 1 and result["recall"]["a2b_R10"] == 1.0   # 10 candidates, k=10
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
+    assert result["history"][-1]["phase"] == "restart"
+
+    out = build_report([cfg], out_dir=tiny / "results", eval_dir=tiny / "eval")
+    table1 = (tiny / "results" / "table1.csv").read_text().splitlines()
+    assert table1[1].startswith("DG4A2048,\"paper") and table1[1].endswith(",True")
+    assert sum(",True" in line for line in table1) == 5
+    table2 = (tiny / "results" / "table2.csv").read_text()
+    assert "DG3A1024" in table2 and "oracle" in table2 and "tiny test corpus" in table2
+    assert json.loads((tiny / "results" / "metrics.json").read_text())["dg3a1024"]["i2s_R10"] == 1.0
+    assert (tiny / "results" / "figure2.png").stat().st_size > 0
+    assert "n/a" in (tiny / "results" / "report.md").read_text()
+
+
+def test_claims_read_the_numbers():
+    def ev(r10, phase="base"):
+        return {"recall": {"avgR10": r10}, "test_pairs": 1000, "dim": 128, "best_phase": phase}
+    good = {"dg4a2048": ev(0.5), "dg4a1024": ev(0.4), "dg3a1024": ev(0.6), "dg2a2048": ev(0.45),
+            "dg2a1024": ev(0.47), "dg3a1024-restart": ev(0.65, "restart")}
+    assert [c["holds"] for c in check_claims(good)] == [True, True, True, True]
+    bad = {**good, "dg3a1024": ev(0.3), "dg2a1024": ev(0.04), "dg3a1024-restart": ev(0.2)}
+    assert [c["holds"] for c in check_claims(bad)] == [False, False, False, False]

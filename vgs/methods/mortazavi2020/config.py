@@ -1,0 +1,142 @@
+"""Typed configuration of one Mortazavi 2020 run, read from params.yaml (section `mortazavi2020`).
+
+Shared keys (data, model, train, augment, export, profiles) and one entry per run under `runs`:
+the five encoder pairs of Table 1 (gru_layers, dim) and the schedule comparison, each run's DVC
+stages depending on its own entry only. A run may override any `train` key (e.g. `schedule`), and
+`restart` adds the paper's warm restart from the best checkpoint (section 5.2).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vgs.errors import ParamError
+from vgs.params import Params
+
+METHOD = "mortazavi2020"
+SCHEDULES = ("calr", "calwr", "cylr")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    pairs: str                 # instance pair store (image first, then caption views)
+    image_view: str = "image"
+    caption_view: str = "en"
+    corpus_root: str | None = None   # digitscenes output (scenes.json) for the oracle; None: no oracle
+    max_frames: int = 8192     # captions longer than this are left out (the paper: 8,192 MFCC frames)
+    data_name: str = ""        # what the tables say was used
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    gru_layers: int
+    dim: int                   # embedding size d of both branches (the paper's A)
+    image_net: str = "densenet264"   # a preset of vgs.nn.densenet
+    conv_channels: int | None = None # speech conv width; None: what Table 1's counts pin down
+    in_channels: int = 1       # image channels (digit scenes are grey)
+
+
+@dataclass(frozen=True)
+class RestartConfig:
+    epochs: int
+    lr_factor: float = 0.5     # the paper restarts at half the initial learning rate
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    epochs: int = 200
+    lr: float = 1e-4
+    margin: float = 0.1        # Eq. 3's threshold; the paper's value was lost from our copy
+    schedule: str = "calr"     # calr | calwr | cylr
+    calwr_t0_epochs: int = 5   # CosineAnnealingWarmRestarts: first cycle length, epochs
+    calwr_t_mult: int = 2
+    cylr_base_lr_factor: float = 0.1  # CyclicLR between lr * factor and lr
+    cylr_step_epochs: float = 2.0     # half a cycle, epochs
+    restart: RestartConfig | None = None
+    crop_pad: int = 4          # random crops: pad by this many pixels, crop back to the image size
+    hflip: bool = False        # a flip swaps left and right in a digit scene and so its caption
+    checkpoint_every_seconds: float = 120.0
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run: str
+    seed: int
+    profile: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    export_batch: int = 256
+
+    def fingerprint_config(self) -> dict:
+        d = asdict(self)
+        return {k: d[k] for k in ("seed", "data", "model", "train")}
+
+    @property
+    def total_epochs(self) -> int:
+        return self.train.epochs + (self.train.restart.epochs if self.train.restart else 0)
+
+
+def run_names(params: Params) -> list[str]:
+    return list(params.section(f"{METHOD}.runs").keys())
+
+
+def load_run_config(params: Params, run: str) -> RunConfig:
+    section = params.profiled(METHOD)
+    if not section.has(f"runs.{run}"):
+        raise ParamError(f"{METHOD}.runs.{run} is missing ({params.source})",
+                         hint="known runs: " + ", ".join(run_names(params)))
+    r = section.section(f"runs.{run}")
+    d = section.section("data")
+    m = section.section("model")
+    # A run's own train keys override the shared ones (e.g. the schedule comparison).
+    train = {**section.section("train").to_dict(), **(r.raw("train", {}) or {})}
+    t = Params(train, section.key("train"), params.source)
+    root = d.raw("corpus_root", None)
+    restart = None
+    if r.raw("restart", None) is not None:
+        rs = r.section("restart")
+        restart = RestartConfig(epochs=rs.int("epochs", min=1), lr_factor=rs.float("lr_factor", 0.5, min=0.0))
+    divisor = m.int("dim_divisor", 1, min=1)
+    dim = r.int("dim", min=2)
+    if dim % divisor or (dim // divisor) % 2:
+        raise ParamError(f"{r.key('dim')} = {dim} is not divisible into an even size by "
+                         f"{m.key('dim_divisor')} = {divisor} ({params.source})",
+                         hint="the Bi-GRU has d/2 units per direction, so d / dim_divisor must be even")
+    conv = m.raw("conv_channels", None)
+    return RunConfig(
+        run=run, seed=params.int("seed"), profile=params.profile(),
+        data=DataConfig(pairs=d.str("pairs"), image_view=d.str("image_view", "image"),
+                        caption_view=d.str("caption_view", "en"),
+                        corpus_root=None if root is None else d.str("corpus_root"),
+                        max_frames=d.int("max_frames", 8192, min=1), data_name=d.str("data_name", "")),
+        model=ModelConfig(gru_layers=r.int("gru_layers", min=1), dim=dim // divisor,
+                          image_net=m.str("image_net", "densenet264"),
+                          conv_channels=None if conv is None else m.int("conv_channels", min=1),
+                          in_channels=m.int("in_channels", 1, min=1)),
+        train=TrainConfig(
+            batch_size=t.int("batch_size", min=2), epochs=t.int("epochs", min=1), lr=t.float("lr", min=0.0),
+            margin=t.float("margin", min=0.0), schedule=t.str("schedule", "calr", choices=SCHEDULES),
+            calwr_t0_epochs=t.int("calwr_t0_epochs", 5, min=1), calwr_t_mult=t.int("calwr_t_mult", 2, min=1),
+            cylr_base_lr_factor=t.float("cylr_base_lr_factor", 0.1, min=0.0, max=1.0),
+            cylr_step_epochs=t.float("cylr_step_epochs", 2.0, min=0.1),
+            restart=restart, crop_pad=t.int("crop_pad", 4, min=0), hflip=t.bool("hflip", False),
+            checkpoint_every_seconds=t.float("checkpoint_every_seconds", 120.0, min=1.0),
+            num_threads=t.raw("num_threads", None) and t.int("num_threads", min=1)),
+        export_batch=section.int("export.batch_size", 256, min=1) if section.has("export") else 256,
+    )
+
+
+def model_dir(run: str) -> Path:
+    return Path("data") / "models" / METHOD / run
+
+
+def embeddings_dir(run: str) -> Path:
+    """val.h5 and test.h5 of a run (export.py)."""
+    return Path("data") / "embeddings" / METHOD / run
+
+
+def eval_path(run: str) -> Path:
+    return Path("data") / "eval" / METHOD / f"{run}.json"
