@@ -81,6 +81,14 @@ class SelfAttentionPooling(nn.Module):
         return (a * _zero_padding(x, mask)).sum(dim=1)
 
 
+class MeanPooling(nn.Module):
+    """Masked average pooling as a module: pool(x (B, T, C), mask (B, T)) -> (B, C), the mean over
+    real frames (masked_mean); parameter-free, same call signature as the attention poolers."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(x, mask, dim=1)
+
+
 def _zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # where, not multiply: 0 * inf would be NaN
     return torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
