@@ -213,8 +213,9 @@ def test_language_conditioning_changes_embeddings_except_basic():
         assert not torch.allclose(z[0], z[1], atol=1e-4) and not torch.allclose(z[1], z[2], atol=1e-4), cond
     basic = _tiny(language_conditioning="basic")
     z = basic(x, lens, langs)
-    assert torch.equal(z[0], z[1]) and torch.equal(z[1], z[2])
-    assert torch.equal(basic(x, lens), z)
+    # Rows of one batch may differ in the last bits with several BLAS threads: compare, not equal.
+    assert torch.allclose(z[0], z[1], atol=1e-6) and torch.allclose(z[1], z[2], atol=1e-6)
+    assert torch.allclose(basic(x, lens), z, atol=1e-6)
 
 
 @pytest.mark.parametrize("cond", ["input", "seq", "chan"])
