@@ -1,0 +1,270 @@
+"""Crabtree 2021: run configs and bad params, the multiview pair lists the trainer contrasts, the
+learning-rate schedule, language-embedding shapes of the shared encoder, and a tiny end-to-end run
+on a 4-view store (train, export, evaluate, report) with resume after a kill to identical weights.
+The losses against brute force, the poolings' padding invariance and the encoders themselves are
+tested with the shared blocks (tests/test_retrieval_losses.py, tests/test_crabtree_encoders.py)."""
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from test_instance_pairing import _caption_manifest, _image_manifest, _store
+from vgs.errors import CheckpointError, ParamError
+from vgs.features.config import ImageFeatureConfig, load_feature_config
+from vgs.methods.crabtree2021.config import load_run_config, report_settings, run_names
+from vgs.methods.crabtree2021.evaluate import evaluate_run
+from vgs.methods.crabtree2021.export import export_run
+from vgs.methods.crabtree2021.model import build_model, count_structure
+from vgs.methods.crabtree2021.paper import PAPER, parse_label
+from vgs.methods.crabtree2021.report import build_report, verdict, worst
+from vgs.methods.crabtree2021.train import (CrabtreeTask, batch_loss, load_views, make_scheduler, pair_names,
+                                            train_run)
+from vgs.nn.retrieval_losses import info_nce
+from vgs.pairing import View, build_instance_pairs
+from vgs.params import Params
+
+REPO = Path(__file__).resolve().parent.parent
+SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 candidates
+VIEWS = ["image", "en", "hi", "ja"]
+TINY_WIDTHS = [8, 8, 16, 16, 16]               # every width divisible by the 8 attention heads
+
+
+def _params(runs: dict | None = None, pairs: str = "pairs.zarr", **shared) -> Params:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    c = copy.deepcopy(raw["crabtree2021"])
+    c["data"].update(pairs=pairs, corpus_root=None, data_name="tiny test corpus", train_scenes=None)
+    c["model"].update(speech_widths=TINY_WIDTHS, image_net="cpu", embed_dim=16, transformer_feedforward=32)
+    c["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
+    c["report"].update(tsne_scenes=10)
+    c["profiles"] = {"paper": {}, "cpu": {}}
+    for section, values in shared.items():
+        c[section].update(values)
+    if runs is not None:
+        c["runs"] = runs
+    raw["crabtree2021"] = c
+    raw["profile"] = "cpu"
+    return Params(raw, "", "test params")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 4-view instance pair store (image, en, hi, ja; 40 log-mel bins) of 8/10/10 datapoints."""
+    root = tmp_path_factory.mktemp("crabtree")
+    audio_cfg = load_feature_config(Params.load(str(REPO / "params.yaml")), "logmel40")
+    image_cfg = ImageFeatureConfig(name="scene32", kind="image", size=32, resize_method="bilinear", scale=1 / 255)
+    views = [View("image", _store(root, _image_manifest(root / "corpus", size=(40, 32), splits=SPLITS), image_cfg))]
+    for lang in VIEWS[1:]:
+        views.append(View(lang, _store(root, _caption_manifest(root / "corpus", lang, splits=SPLITS), audio_cfg)))
+    pairs = str(root / "pairs.zarr")
+    build_instance_pairs(views, pairs, seed=1, epochs={"train": 1, "val": 1, "test": 1})
+    return pairs
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def test_runs_override_shared_keys_and_bad_params_are_named():
+    p = _params()
+    names = run_names(p)
+    assert len(names) == 24 and names[0] == "baseline"
+    base = load_run_config(p, "baseline")
+    assert (base.loss.name, base.model.pooling, base.train.scheme, base.model.encoders) == \
+        ("infonce", "avg", "full_graph", "separate")
+    assert base.train.batch_size == 4 and base.model.embedding_norm is None
+    seed2 = load_run_config(p, "baseline-seed2")
+    assert seed2.seed != base.seed and seed2.config_without_seed() == base.config_without_seed()
+    h = load_run_config(p, "hsphere-u075")
+    assert h.loss.name == "hyperspheric" and h.loss.params["lambda_unif"] == 0.75 and h.model.embedding_norm == 1.0
+    m = load_run_config(p, "mhsa-lr4-drop3")
+    assert (m.model.pooling, m.model.dropout, m.train.lr) == ("mhsa", 0.3, 1e-4)
+    assert load_run_config(p, "shared-chan").model.language_conditioning == "chan"
+    assert load_run_config(p, "contrast-others").train.scheme == "contrast_others"
+    assert report_settings(p)["noise_runs"] == ["baseline", "baseline-seed2", "baseline-seed3"]
+
+    bad = {
+        "loss": ({"x": {"loss": {"name": "cosface"}}}, r"runs\.x\.loss\.name"),
+        "loss param": ({"x": {"loss": {"name": "mms", "margn": 1}}}, "margn"),
+        "pooling": ({"x": {"model": {"pooling": "max"}}}, r"runs\.x\.model\.pooling"),
+        "scheme": ({"x": {"train": {"scheme": "star"}}}, r"runs\.x\.train\.scheme"),
+        "conditioning without sharing": ({"x": {"model": {"language_conditioning": "seq"}}}, "encoders: shared"),
+        "conditioning name": ({"x": {"model": {"encoders": "shared", "language_conditioning": "token"}}},
+                              "language_conditioning"),
+        "run key": ({"x": {"epochs": 3}}, r"runs\.x\.epochs"),
+        "model key": ({"x": {"model": {"widths": [1]}}}, r"runs\.x\.model\.widths"),
+        "heads": ({"x": {"model": {"pooling": "mhsa", "embed_dim": 12}}}, "8 attention heads"),
+        "widths": ({"x": {"model": {"speech_widths": [8, 8]}}}, "speech_widths"),
+    }
+    for what, (runs, match) in bad.items():
+        with pytest.raises(ParamError, match=match):
+            load_run_config(_params(runs), "x")
+    with pytest.raises(ParamError, match="runs.nope is missing"):
+        load_run_config(p, "nope")
+    with pytest.raises(ParamError, match="noise_runs"):
+        report_settings(_params({"baseline": {}}))
+
+
+def test_a_view_the_pair_store_lacks_is_a_param_error(tiny):
+    cfg = load_run_config(_params(pairs=tiny, data={"caption_views": ["en", "de"]}), "baseline")
+    with pytest.raises(ParamError, match=r"caption_views names view\(s\) \['de'\]"):
+        load_views(cfg)
+
+
+def test_multiview_pair_lists_per_scheme_as_the_trainer_contrasts_them(tiny):
+    assert pair_names(VIEWS, "full_graph") == [("image", "en"), ("image", "hi"), ("image", "ja"), ("en", "hi"),
+                                               ("en", "ja"), ("hi", "ja")]
+    assert pair_names(VIEWS, "image_anchor") == [("image", "en"), ("image", "hi"), ("image", "ja")]
+    assert pair_names(VIEWS, "average_anchor") == [(v, "mean(image,en,hi,ja)") for v in VIEWS]
+    assert pair_names(VIEWS, "contrast_others") == [
+        ("image", "mean(en,hi,ja)"), ("en", "mean(image,hi,ja)"), ("hi", "mean(image,en,ja)"), ("ja", "mean(image,en,hi)")]
+    # The trainer's batch loss is the mean of the pair loss over exactly these pairs.
+    for scheme in ("full_graph", "image_anchor", "average_anchor", "contrast_others"):
+        cfg = load_run_config(_params({"x": {"train": {"scheme": scheme}}}, pairs=tiny), "x")
+        views = load_views(cfg)
+        task = CrabtreeTask(cfg, views)
+        task.model.eval()
+        rows = task.train_tuples[:4]
+        with torch.no_grad():
+            got = batch_loss(task.model, cfg, views, rows, step=0)
+            emb = {"image": task.model.embed_images(views.images(rows[:, 0]))}
+            for k, lang in enumerate(VIEWS[1:], start=1):
+                cap = views.captions(lang, rows[:, k])
+                emb[lang] = task.model.embed_captions(lang, cap.frames, cap.lengths)
+
+        def side(name):
+            if name in emb:
+                return emb[name]
+            return torch.stack([emb[v] for v in name[5:-1].split(",")]).mean(0)
+
+        want = torch.stack([info_nce(side(a), side(b)) for a, b in pair_names(VIEWS, scheme)]).mean()
+        assert torch.allclose(got, want, atol=1e-5), scheme
+
+
+def test_learning_rate_warms_up_over_ten_percent_then_decays_every_50_steps():
+    cfg = load_run_config(_params(), "baseline")
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.train.lr)
+    sched = make_scheduler(opt, cfg, total_steps=1000)
+    assert isinstance(sched, torch.optim.lr_scheduler.LambdaLR)
+    lrs = []
+    for _ in range(250):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lr = cfg.train.lr
+    assert math.isclose(lrs[0], lr / 100) and math.isclose(lrs[49], lr / 2) and math.isclose(lrs[99], lr)
+    assert math.isclose(lrs[149], lr) and math.isclose(lrs[150], 0.99 * lr) and math.isclose(lrs[249], 0.99 ** 2 * lr)
+
+
+def test_shared_encoder_language_embeddings_have_the_thesis_shapes():
+    widths = TINY_WIDTHS
+    langs = ["en", "hi", "ja"]
+    base = load_run_config(_params(), "baseline").model
+    models = {c: build_model(load_run_config(_params({"x": {"model": {"encoders": "shared",
+                                                                       "language_conditioning": c}}}), "x").model, langs)
+              for c in ("basic", "input", "seq", "chan")}
+    for c in ("input", "seq", "chan"):
+        s = models[c].speech
+        assert tuple(s.input_language.weight.shape) == (3, 8)          # 3 languages x 8 dims
+        assert s.stem_conv.in_channels == 40 + 8                          # appended to the 40 log-mel bins
+    assert models["input"].speech.layer_language is None and models["basic"].speech.input_language is None
+    for c in ("seq", "chan"):
+        layers = models[c].speech.layer_language
+        assert len(layers) == 3 and all(tuple(e.weight.shape) == (3, 8) for e in layers)   # between the 4 layers
+    chan, seq = models["chan"].speech, models["seq"].speech
+    assert [layer[0].conv1.in_channels for layer in chan.layers] == [widths[0], widths[1] + 8, widths[2] + 8,
+                                                                     widths[3] + 8]
+    assert [layer[0].conv1.in_channels for layer in seq.layers] == widths[:4]
+    g = torch.Generator().manual_seed(0)
+    frames, lengths = torch.randn(3, 50, 40, generator=g), torch.tensor([50, 31, 17])
+    for c, m in models.items():
+        m.eval()
+        with torch.no_grad():
+            out = {lang: m.embed_captions(lang, frames, lengths) for lang in langs}
+        assert all(tuple(o.shape) == (3, 16) for o in out.values())
+        same = torch.allclose(out["en"], out["hi"])
+        assert same == (c == "basic"), c                                  # the language id matters unless basic
+    counts = {c: m.parameter_counts()["speech"] for c, m in models.items()}
+    separate = build_model(base, langs).parameter_counts()["speech"]
+    assert separate == 3 * counts["basic"] and counts["chan"] > counts["seq"] > counts["basic"]
+    assert counts["seq"] - counts["basic"] == 3 * 8 + 8 * widths[0] + 3 * 3 * 8
+    assert count_structure(base, langs) == build_model(base, langs).parameter_counts()
+
+
+def test_paper_values_are_parsed_from_the_thesis_text():
+    assert parse_label("E&I.avgR10") == ("image-en", 10) and parse_label("Jap.&Hin._r5") == ("hi-ja", 5)
+    assert parse_label("hin&eng_r1") == ("en-hi", 1) and parse_label("Best Epoch") is None
+    assert PAPER["table3_3"]["cells"]["baseline"][("image-ja", 10)] == pytest.approx(0.7235)
+    assert PAPER["table3_3"]["best_epoch"]["baseline"] == 26 and PAPER["table3_1"]["best_epoch"]["hsphere-u075"] is None
+    assert ("en-hi", 1) not in PAPER["table3_6"]["cells"]["transformer"]          # omitted by the thesis
+    assert sum(len(c) for t in PAPER.values() for c in t["cells"].values()) == 36 * 2 + 108 + 36 * 2 + 27 + 36 * 2 + 72
+    assert verdict(0.01, 0.01) == "within noise" and verdict(0.03, 0.01) == "yes" and verdict(-0.03, None) == "no"
+    assert worst(["yes", "within noise"]) == "within noise" and worst(["within noise", "no"]) == "no"
+
+
+# -- end to end ------------------------------------------------------------------------------------
+def _weights(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["task"]["model"]
+
+
+def test_resume_after_a_kill_gives_identical_weights(tiny, tmp_path):
+    # Dropout (MHSA) and random imposters (triplet) both draw random numbers: the resume must replay them.
+    cfg = load_run_config(_params({"x": {"loss": {"name": "triplet"}, "model": {"pooling": "mhsa"}}}, pairs=tiny), "x")
+    views = load_views(cfg)
+    ref = train_run(cfg, views, progress=False, run_dir=tmp_path / "ref")
+    assert ref["steps"] == 2 * 2   # 8 train datapoints, batch 4, 2 epochs
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, views, progress=False, stop_after_steps=3, run_dir=tmp_path / "killed")   # mid epoch 2
+    with pytest.raises(CheckpointError, match="unfinished"):
+        export_run(cfg, out_dir=tmp_path / "x", run_dir=tmp_path / "killed", views=views)
+    resumed = train_run(cfg, views, progress=False, run_dir=tmp_path / "killed")
+    assert resumed["resumed"]
+    a, b = _weights(tmp_path / "ref"), _weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["epoch"] for h in resumed["task"].history] == [1, 2]
+
+
+def test_tiny_runs_end_to_end(tiny, tmp_path):
+    runs = {"baseline": {}, "baseline-seed2": {"seed": 7},
+            "hsphere-u075": {"loss": {"name": "hyperspheric", "lambda_unif": 0.75}},
+            "hsphere-u100": {"loss": {"name": "hyperspheric", "lambda_unif": 1.0}},
+            "mms-sched": {"loss": {"name": "mms_scheduled"}},
+            "mhsa-lr4-drop1": {"model": {"pooling": "mhsa"}, "train": {"lr": 1e-4}},
+            "image-anchor": {"train": {"scheme": "image_anchor"}},
+            "shared-chan": {"model": {"encoders": "shared", "language_conditioning": "chan"}}}
+    p = _params(runs, pairs=tiny)
+    configs = [load_run_config(p, run) for run in runs]
+    views = load_views(configs[0])
+    for cfg in configs:
+        train_run(cfg, views, progress=False, run_dir=tmp_path / "models" / cfg.run)
+        export_run(cfg, out_dir=tmp_path / "emb" / cfg.run, run_dir=tmp_path / "models" / cfg.run, views=views)
+        result = evaluate_run(cfg, in_dir=tmp_path / "emb" / cfg.run, out_path=tmp_path / "eval" / f"{cfg.run}.json")
+        assert result["test_pairs"] == 10 and set(result["recall"]) == {"image-en", "image-hi", "image-ja", "en-hi",
+                                                                       "en-ja", "hi-ja"}
+        assert all(v is None for v in result["oracle"].values())           # no scene labels in the tiny corpus
+        assert result["recall"]["en-hi"]["a2b_R10"] == 1.0                  # 10 candidates, k = 10
+        assert result["best_epoch"] in (1, 2) and [h["epoch"] for h in result["history"]] == [1, 2]
+
+    settings = {**report_settings(_params(pairs=tiny)), "noise_runs": ["baseline", "baseline-seed2"]}
+    out = build_report(configs, settings, out_dir=tmp_path / "results", eval_dir=tmp_path / "eval",
+                       emb_dir=tmp_path / "emb", paper_configs={"shared-chan": configs[-1]})
+    res = tmp_path / "results"
+    assert out["chosen_hyperspheric"] in ("hsphere-u075", "hsphere-u100") and out["noise"] is not None
+    t33 = (res / "table3_3.csv").read_text().splitlines()
+    assert t33[0].startswith("metric,") and f"{out['chosen_hyperspheric']}_ours" in t33[0]
+    assert t33[1].startswith("Best Epoch,") and ",26," in t33[1]             # the thesis's InfoNCE best epoch
+    assert any(line.startswith("image-ja avgR10,") and ",72.35," in line for line in t33)
+    assert "tiny test corpus" in t33[2]
+    t51 = (res / "table5_1.csv").read_text()
+    assert "speech parameters at paper scale" in t51 and "total parameters" in t51
+    metrics = json.loads((res / "metrics.json").read_text())
+    assert set(metrics["baseline"]) == {"image_avgR10", "crosslingual_avgR10"} and "noise_floor" in metrics
+    details = json.loads((res / "details.json").read_text())
+    assert len(details["findings"]) == 6 - 1         # finding 5 needs all four schemes' runs
+    assert all(f["verdict"] in ("yes", "no", "within noise") for f in details["findings"])
+    text = (res / "report.md").read_text()
+    assert "## Noise floor" in text and "n/a" in text and "Table 3.3" in text and "picked its epochs on test" in text
+    for name in ("validation_table3_3.png", "table3_3_bars.png", "tsne.png", "tsne_views.png", "validation.csv",
+                 "table3_3_bars.csv", "runs.csv"):
+        assert (res / name).stat().st_size > 0, name

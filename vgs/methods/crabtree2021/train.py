@@ -1,0 +1,211 @@
+"""Training of one Crabtree 2021 run: the TrainTask the shared Trainer drives (Sec. 3.1.2).
+
+An epoch is one pass over the training datapoints (an image and its caption in every language) in a
+seeded order, in batches of `batch_size` (the thesis: 128; the last partial batch is dropped so
+every step has the same number of in-batch negatives). Every view is encoded, and the run's pair
+loss (vgs/nn/retrieval_losses.py) is averaged over the view pairs of its multiview scheme
+(`multiview_loss`: full graph, image anchor, average anchor or contrast-others). Adam; the learning
+rate rises linearly over the first `warmup_fraction` of all steps, then is multiplied by `lr_decay`
+every `lr_decay_every` steps (torch's LambdaLR, stepped per batch). After every epoch the validation
+datapoints are encoded and recall@1/5/10 computed for every view pair; the epoch with the highest
+mean avgR@10 over all view pairs is kept. The test split is never looked at here.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+
+from vgs.errors import ParamError
+from vgs.eval.retrieval import recall_all_pairs
+from vgs.methods.crabtree2021.config import METHOD, RunConfig, model_dir, recall_summary
+from vgs.methods.crabtree2021.model import CrabtreeModel, build_model
+from vgs.nn.retrieval_losses import multiview_loss, view_pairs
+from vgs.pairing import PairStore
+from vgs.store.instance_views import InstanceViews
+from vgs.train import Trainer
+from vgs.utils.seed import seed_everything
+
+VAL_KS = (1, 5, 10)
+VAL_BATCH = 256      # validation encoding batch (eval mode: the batch does not change an embedding)
+SUBSET_SEED = 20211   # the train_scenes subset is the same for every run and seed
+
+
+def load_views(cfg: RunConfig) -> InstanceViews:
+    """The run's views of the pair store; ParamError naming the key when the store lacks one."""
+    names = PairStore(cfg.data.pairs).view_names
+    for key, wanted in (("image_view", [cfg.data.image_view]), ("caption_views", list(cfg.data.caption_views))):
+        missing = [v for v in wanted if v not in names]
+        if missing:
+            raise ParamError(f"{METHOD}.data.{key} names view(s) {missing} that the pair store {cfg.data.pairs} "
+                             f"lacks (it has {names})",
+                             hint="choose views the store was built with (params.yaml instance_pairing)")
+    return InstanceViews(cfg.data.pairs, cfg.data.views, cfg.data.max_frames)
+
+
+def train_subset(tuples: np.ndarray, n: int | None) -> np.ndarray:
+    """The first n of a fixed permutation of the training datapoints, in store order (None: all)."""
+    if n is None:
+        return tuples
+    if n > len(tuples):
+        raise ParamError(f"{METHOD}.data.train_scenes = {n} exceeds the {len(tuples)} training datapoints",
+                         hint="lower it, or set it to null to train on all of them")
+    keep = np.sort(np.random.default_rng(SUBSET_SEED).permutation(len(tuples))[:n])
+    return tuples[keep]
+
+
+class WarmupStepDecay:
+    """LambdaLR factor: (step + 1) / warmup during the warm-up, then decay ** ((step - warmup) // every).
+
+    "a linear warmup schedule (from 0 to .001) through the first 10% of training steps, and then
+    decreases by a factor of .99 after every 50 steps" (Sec. 3.1.2). The first step uses lr / warmup
+    rather than 0 (a step at lr 0 would do nothing); the decay counts steps from the end of warm-up.
+    """
+
+    def __init__(self, warmup_steps: int, decay: float, every: int):
+        self.warmup_steps, self.decay, self.every = int(warmup_steps), float(decay), int(every)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        return self.decay ** ((step - self.warmup_steps) // self.every)
+
+
+def make_scheduler(optimizer, cfg: RunConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    t = cfg.train
+    warmup = math.ceil(t.warmup_fraction * total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupStepDecay(warmup, t.lr_decay, t.lr_decay_every))
+
+
+def pair_names(views: list[str], scheme: str) -> list[tuple[str, str]]:
+    """The (x, y) view pairs the trainer's loss contrasts under `scheme`, in words, read back from
+    `view_pairs` itself (one-hot stand-ins for the views): a centroid reads "mean(en,hi,ja)"."""
+    eye = torch.eye(len(views))
+    stand_ins = [eye[i:i + 1] for i in range(len(views))]
+
+    def name(x: torch.Tensor) -> str:
+        members = [views[i] for i in torch.nonzero(x[0] > 0).flatten().tolist()]
+        return members[0] if len(members) == 1 else "mean(" + ",".join(members) + ")"
+
+    return [(name(x), name(y)) for x, y in view_pairs(stand_ins, scheme)]
+
+
+@torch.no_grad()
+def encode_tuples(model: CrabtreeModel, views: InstanceViews, tuples: np.ndarray,
+                  batch_size: int = 256) -> dict[str, np.ndarray]:
+    """{view: (N, D) embeddings} of the given datapoints in eval mode (as the losses see them)."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, list] = {v: [] for v in views.views}
+    for start in range(0, len(tuples), batch_size):
+        rows = tuples[start:start + batch_size]
+        out[views.views[0]].append(model.embed_images(views.images(rows[:, 0])))
+        for k, lang in enumerate(views.views[1:], start=1):
+            cap = views.captions(lang, rows[:, k])
+            out[lang].append(model.embed_captions(lang, cap.frames, cap.lengths))
+    model.train(was_training)
+    return {v: torch.cat(chunks).numpy() for v, chunks in out.items()}
+
+
+def batch_loss(model: CrabtreeModel, cfg: RunConfig, views: InstanceViews, rows: np.ndarray, step: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """The run's multiview loss on one batch of datapoints (rows of store indices, image first)."""
+    embeddings = [model.embed_images(views.images(rows[:, 0]))]
+    for k, lang in enumerate(views.views[1:], start=1):
+        cap = views.captions(lang, rows[:, k])
+        embeddings.append(model.embed_captions(lang, cap.frames, cap.lengths))
+    return multiview_loss(embeddings, cfg.loss, cfg.train.scheme, step=step, generator=generator)
+
+
+class CrabtreeTask:
+    def __init__(self, cfg: RunConfig, views: InstanceViews):
+        self.cfg = cfg
+        self.views = views
+        seed_everything(cfg.seed)   # initial weights depend on the seed only
+        self.model = build_model(cfg.model, cfg.data.caption_views)
+        self.train_tuples = train_subset(views.tuples("train"), cfg.data.train_scenes)
+        self.val_tuples = views.tuples("val")
+        self.steps_per_epoch = len(self.train_tuples) // cfg.train.batch_size
+        if self.steps_per_epoch < 1:
+            raise ParamError(f"{METHOD}.train.batch_size = {cfg.train.batch_size} exceeds the "
+                             f"{len(self.train_tuples)} training datapoints", hint="lower the batch size")
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.total_steps)
+        self.best = {"epoch": -1, "val_avgR10": -1.0, "state": None}
+        self.history: list[dict] = []
+        self.cpu_seconds = 0.0
+        self.steps = 0
+        self.started_at = time.time()
+        self._order = None
+        self._last_val = float("nan")   # shown in the progress bar
+
+    # -- TrainTask protocol ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "best": self.best, "history": self.history,
+                "cpu_seconds": self.cpu_seconds, "steps": self.steps, "started_at": self.started_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.best, self.history = state["best"], list(state["history"])
+        self.cpu_seconds, self.steps = float(state["cpu_seconds"]), int(state["steps"])
+        self.started_at = float(state["started_at"])
+
+    def start_epoch(self, epoch: int) -> None:
+        self._order = np.random.default_rng([self.cfg.seed, 1, epoch]).permutation(len(self.train_tuples))
+        self.model.train()
+
+    def num_batches(self, epoch: int) -> int:
+        return self.steps_per_epoch
+
+    def train_step(self, epoch: int, index: int) -> dict[str, float]:
+        started = time.process_time()
+        b = self.cfg.train.batch_size
+        rows = self.train_tuples[self._order[index * b:(index + 1) * b]]
+        # Random imposters (triplet) from a generator of (seed, epoch, batch): identical after a resume.
+        gen = torch.Generator().manual_seed(int(np.random.default_rng([self.cfg.seed, 2, epoch, index]).integers(2**62)))
+        loss = batch_loss(self.model, self.cfg, self.views, rows, self.steps, gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.steps += 1
+        self.cpu_seconds += time.process_time() - started
+        return {"loss": float(loss.detach()), "val_avgR10": self._last_val, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def end_epoch(self, epoch: int) -> dict:
+        started = time.process_time()
+        emb = encode_tuples(self.model, self.views, self.val_tuples, VAL_BATCH)
+        rows = {pair: r.as_row() for pair, r in recall_all_pairs(emb, ks=VAL_KS).items()}
+        summary = recall_summary(rows, self.cfg.data)
+        val = self._last_val = summary["all"]
+        if val > self.best["val_avgR10"]:
+            self.best = {"epoch": epoch, "val_avgR10": val, "state": copy.deepcopy(self.model.state_dict())}
+        record = {"epoch": epoch + 1, "val_avgR10": val, "val_image_avgR10": summary["image"],
+                  "val_crosslingual_avgR10": summary["crosslingual"],
+                  **{f"val_{pair}_avgR10": row["avgR10"] for pair, row in rows.items()}}
+        self.history.append(record)
+        self.cpu_seconds += time.process_time() - started
+        # The trainer logs this beside its own 0-based "epoch"; the 1-based one stays in `history`.
+        logged = {k: v for k, v in record.items() if k != "epoch"}
+        return {**logged, "best_epoch": self.best["epoch"] + 1, "cpu_seconds": round(self.cpu_seconds, 2),
+                "steps": self.steps}
+
+
+def train_run(cfg: RunConfig, views: InstanceViews | None = None, progress: bool = True,
+              stop_after_steps: int | None = None, run_dir=None, provenance: dict | None = None) -> dict:
+    """Train one run (resuming an interrupted one of the same provenance)."""
+    views = views or load_views(cfg)
+    task = CrabtreeTask(cfg, views)
+    trainer = Trainer(run_dir or model_dir(cfg.run), max_epochs=cfg.train.epochs, seed=cfg.seed,
+                      config=cfg.fingerprint_config(), provenance=provenance,
+                      checkpoint_every_seconds=cfg.train.checkpoint_every_seconds,
+                      num_threads=cfg.train.num_threads, progress=progress, stop_after_steps=stop_after_steps)
+    summary = trainer.fit(task)
+    return {**summary, "cpu_seconds": task.cpu_seconds, "steps": task.steps, "task": task, "trainer": trainer}
