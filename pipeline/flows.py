@@ -8,12 +8,17 @@ stages, every paper's results become artifacts (pipeline/artifacts.py).
 
 `dvc_experiment` runs one grid point of a sweep as a DVC experiment; it is what the sweep
 work-pool deployment runs (pipeline/sweep.py).
+
+Each flow run works out its CPU budget when it starts (vgs/utils/threads.py: the cores divided by
+the stage processes that may run at once on this machine, counting the other workers there) and
+gives it to every stage command through the environment.
 """
 from __future__ import annotations
 
 import os
 import queue
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -24,9 +29,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.artifacts import artifact_key, publish_results
 from pipeline.dag import load_stage_graph
-from pipeline.runner import Outcome, pipeline_status, reproduce_stage
+from pipeline.runner import Outcome, pipeline_status, reproduce_stage, terminate_children
 from pipeline.settings import load_orchestration
 from vgs.errors import VgsError
+from vgs.utils.threads import RUNNER_ENV, registered_runner, thread_budget
 
 FLOW_NAME = "dvc-pipeline"
 EXPERIMENT_FLOW_NAME = "dvc-experiment"
@@ -50,12 +56,19 @@ def resolve_repo(repo: str | None) -> Path:
     return path
 
 
+def _claim_cores(root: Path, stages_at_once: int, what: str):
+    """Run by a `vgs worker`, the worker's registry entry stands for this run; run in the
+    foreground (`vgs flow`, a test), the run registers itself so that workers count its stages."""
+    return nullcontext() if os.environ.get(RUNNER_ENV) else registered_runner(root, stages_at_once, what)
+
+
 @task(name="dvc-stage", cache_policy=NO_CACHE)
-def dvc_stage(stage: str, repo: str, busy_wait_seconds: float = 600.0, known_up_to_date: bool = False):
+def dvc_stage(stage: str, repo: str, busy_wait_seconds: float = 600.0, known_up_to_date: bool = False,
+              threads: int | None = None):
     """One DVC stage; its output lines go to this task run's log."""
     logger = get_run_logger()
     result = reproduce_stage(repo, stage, logger.info, busy_wait_seconds=busy_wait_seconds,
-                             known_up_to_date=known_up_to_date)
+                             known_up_to_date=known_up_to_date, threads=threads)
     data = {"stage": stage, "outcome": result.outcome.value, "seconds": round(result.seconds, 2),
             "reason": result.reason}
     if result.outcome is Outcome.UP_TO_DATE:
@@ -87,7 +100,8 @@ def _stage_task(stage: str, settings):
     return dvc_stage.with_options(**options)
 
 
-def run_stage_graph(graph, root: Path, settings, max_parallel: int, logger) -> dict[str, dict]:
+def run_stage_graph(graph, root: Path, settings, max_parallel: int, logger,
+                    threads: int | None = None) -> dict[str, dict]:
     """Start each stage when all its upstream stages completed; keep `max_parallel` in flight."""
     # One `dvc status` up front: a stage it finds up to date stays so while nothing upstream
     # of it runs, and then needs no DVC process of its own.
@@ -120,7 +134,7 @@ def run_stage_graph(graph, root: Path, settings, max_parallel: int, logger) -> d
             known = name in up_to_date_at_start and all(outcome[u]["outcome"] == "up to date" for u in ups)
             # wait_for on finished futures costs nothing and draws the DAG edges in the UI.
             future = _stage_task(name, settings).submit(
-                name, str(root), settings.busy_wait_seconds, known, wait_for=[futures[u] for u in ups])
+                name, str(root), settings.busy_wait_seconds, known, threads, wait_for=[futures[u] for u in ups])
             futures[name] = future
             future.add_done_callback(lambda f, name=name: done.put(name))
         if not running:
@@ -158,8 +172,17 @@ def dvc_pipeline(targets: list[str] | None = None, max_parallel: int | None = No
     if not 1 <= jobs <= MAX_PARALLEL_CEILING:
         raise VgsError(f"max_parallel must be in [1, {MAX_PARALLEL_CEILING}], got {jobs}")
     logger.info("%d DVC stages in %s, up to %d at once: %s", len(graph), root, jobs, ", ".join(graph.order))
-    start = time.monotonic()
-    outcome = run_stage_graph(graph, root, settings, jobs, logger)
+    with _claim_cores(root, jobs, f"vgs flow -j {jobs}") as claimed:
+        budget = thread_budget(root, parallel=jobs, claimed=claimed)
+        logger.info("CPU budget: %s", budget.describe())
+        start = time.monotonic()
+        try:
+            outcome = run_stage_graph(graph, root, settings, jobs, logger, threads=budget.threads)
+        except BaseException:
+            # Cancelled or stopped: end the stages' DVC processes now, the way DVC can clean up
+            # after, rather than leave them to the interpreter's exit.
+            terminate_children()
+            raise
     wall = time.monotonic() - start
 
     rows = [{"stage": n, "outcome": outcome[n]["outcome"], "seconds": outcome[n].get("seconds", 0.0),
@@ -197,7 +220,11 @@ def dvc_experiment(params: dict[str, str], name: str | None = None, targets: lis
 
     logger = get_run_logger()
     root = resolve_repo(repo)
-    run_experiment(root, params, name, targets, pull=pull, push_remote=push_remote, log=logger.info)
+    with _claim_cores(root, 1, f"dvc-experiment {name or ''}".strip()) as claimed:
+        budget = thread_budget(root, parallel=1, claimed=claimed)
+        logger.info("CPU budget: %s", budget.describe())
+        run_experiment(root, params, name, targets, pull=pull, push_remote=push_remote, log=logger.info,
+                       threads=budget.threads)
     rows = experiment_rows(root, [name] if name else None)
     if rows:
         create_table_artifact(table=rows, key=artifact_key("exp", name or "latest"),

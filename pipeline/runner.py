@@ -15,6 +15,10 @@ Before running, `dvc status <stage>` says whether the stage is up to date; if it
 is not run at all, and otherwise the log says why it runs (changed deps, params, outs or
 command). The flow asks once for all stages first (`pipeline_status`), which spares a DVC
 process per stage in the common case of a mostly up-to-date pipeline.
+
+Every DVC process started here leads its own process group and is ended the way DVC can clean
+up after (pipeline/processes.py); its stage commands get the run's CPU budget through the
+environment (vgs/utils/threads.py).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import atexit
 import codecs
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -32,7 +37,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable
 
+from pipeline.processes import LEFTOVER_GRACE_SECONDS, STOP_GRACE_SECONDS, end_dvc_tree, end_leftovers
 from vgs.errors import VgsError
+from vgs.utils.threads import thread_env
 
 BUSY_MARK = "is busy, it is being blocked by"
 UNCHANGED_MARK = "didn't change, skipping"
@@ -77,13 +84,16 @@ def dvc_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", *args]
 
 
-def stage_env(base: dict | None = None) -> dict:
+def stage_env(base: dict | None = None, threads: int | None = None) -> dict:
     """Environment for DVC and the stage commands it starts.
 
     Stage commands say `python ...`; putting this interpreter's bin directory first makes that
     the project's venv even when the flow runs under a Prefect worker that was not activated.
+    threads: the run's CPU budget (OMP_NUM_THREADS etc.; vgs.utils.threads), if it has one.
     """
     env = dict(os.environ if base is None else base)
+    if threads is not None:
+        env = thread_env(threads, env)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")       # stage output reaches the log as it happens
@@ -92,21 +102,33 @@ def stage_env(base: dict | None = None) -> dict:
 
 
 _live: set[subprocess.Popen] = set()
-_live_guard = threading.Lock()
+_stopping: set[int] = set()          # PIDs one thread is already ending: a second SIGINT would
+_live_guard = threading.Lock()       # interrupt DVC's own clean-up
 
 
-def terminate_children() -> None:
-    """Stop DVC processes this process started (on cancel or interpreter exit)."""
+def stop_process(proc: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
+    """End a DVC process started by run_streaming, and its stage commands (pipeline/processes.py)."""
     with _live_guard:
-        procs = list(_live)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        first = proc.pid not in _stopping
+        _stopping.add(proc.pid)
+    if first and proc.poll() is None:
+        end_dvc_tree(proc.pid, grace, wait_root=lambda timeout: proc.wait(timeout=timeout))
+    try:
+        proc.wait(timeout=10 if first else grace + 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def terminate_children(grace: float = STOP_GRACE_SECONDS) -> None:
+    """End every DVC process this process started, all at once (on cancel or interpreter exit)."""
+    with _live_guard:
+        procs = [p for p in _live if p.poll() is None]
+    stoppers = [threading.Thread(target=stop_process, args=(proc, grace), daemon=True) for proc in procs]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
 
 
 atexit.register(terminate_children)
@@ -156,34 +178,62 @@ class _LineSplitter:
         self.buf = self.pending_progress = ""
 
 
+def _exited_unreaped(proc: subprocess.Popen) -> bool:
+    """Whether `proc` has exited, leaving it unreaped: while it is a zombie its PID, and so the
+    number of its process group, cannot be given to another process that end_leftovers would hit."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return proc.poll() is not None
+
+
 def run_streaming(argv: list[str], cwd: Path, log: Log, env: dict | None = None) -> tuple[int, list[str]]:
     """Run `argv`, sending each output line (stdout and stderr, in order) to `log`.
 
-    Returns the exit code and the last TAIL_LINES lines.
+    Returns the exit code and the last TAIL_LINES lines. The process leads its own process group;
+    if this is interrupted (Ctrl-C, a cancelled flow run), it is ended with stop_process.
     """
     tail: deque = deque(maxlen=TAIL_LINES)
     splitter = _LineSplitter(log, tail)
     proc = subprocess.Popen(argv, cwd=str(cwd), env=env or stage_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
     with _live_guard:
         _live.add(proc)
     try:
         assert proc.stdout is not None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while chunk := proc.stdout.read1(65536):
-            splitter.feed(decoder.decode(chunk))
+        fd = proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        exited_at = None
+        while True:
+            if poller.poll(1000):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                splitter.feed(decoder.decode(chunk))
+            elif _exited_unreaped(proc):
+                # DVC has exited, but something its stage started still holds the output pipe
+                # (and would hold this run with it): end what is left of DVC's group.
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > LEFTOVER_GRACE_SECONDS:
+                    left = end_leftovers(proc.pid)
+                    if left:
+                        log(f"ended {len(left)} process(es) left running by the stage: PIDs {left}")
+                    if time.monotonic() - exited_at > 3 * LEFTOVER_GRACE_SECONDS:
+                        break          # the pipe's holder left the group: stop listening
         splitter.feed(decoder.decode(b"", final=True))
         splitter.close()
         return proc.wait(), list(tail)
     finally:
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
+        proc.stdout.close()
         with _live_guard:
             _live.discard(proc)
+            _stopping.discard(proc.pid)
 
 
 def describe_status(entries: list) -> str:
@@ -240,11 +290,13 @@ def pipeline_status(root: str | Path, stages: list[str]) -> dict[str, str] | Non
 
 
 def reproduce_stage(root: str | Path, stage: str, log: Log, busy_wait_seconds: float = 600.0,
-                    busy_poll_seconds: float = 5.0, known_up_to_date: bool = False) -> StageResult:
+                    busy_poll_seconds: float = 5.0, known_up_to_date: bool = False,
+                    threads: int | None = None) -> StageResult:
     """Bring one stage up to date with DVC; raise StageFailed if its command fails.
 
     known_up_to_date: the flow's `dvc status` at its start found this stage up to date and no
     stage upstream of it has run since, so nothing can have changed its inputs; skip asking.
+    threads: the CPU budget of the stage's command (vgs.utils.threads).
     """
     root = Path(root).resolve()
     start = time.monotonic()
@@ -259,7 +311,8 @@ def reproduce_stage(root: str | Path, stage: str, log: Log, busy_wait_seconds: f
     attempts = 0
     while True:
         attempts += 1
-        code, tail = run_streaming(dvc_argv("--wait-for-lock", "repro", "--single-item", stage), root, log)
+        code, tail = run_streaming(dvc_argv("--wait-for-lock", "repro", "--single-item", stage), root, log,
+                                   env=stage_env(threads=threads))
         text = "\n".join(tail)
         if code == 0:
             if UNCHANGED_MARK in text:

@@ -96,9 +96,11 @@ def start_server(root: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT
         env.setdefault("PREFECT_UI_API_URL", api_url(host, port))
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
+        # Its own process group: a Ctrl-C meant for `vgs ui` must not stop the server before the
+        # worker has reported its cancelled runs to it; `vgs ui` stops both, in that order.
         return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host,
                                  "--port", str(port)], cwd=str(root), env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0)
     finally:
         if log_path:
             out.close()
@@ -139,16 +141,24 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     proc.wait()
 
 
-def start_worker(root: str | Path, pool: str, env: dict, limit: int | None = None,
-                 log_path: str | Path | None = None) -> subprocess.Popen:
-    """`prefect worker start` for a process work pool (created if missing)."""
-    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
-    if limit:
-        argv += ["--limit", str(limit)]
+def start_worker(root: str | Path, pool: str, api: str, limit: int = 1,
+                 log_path: str | Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """`vgs worker` for a process work pool (created if missing), in its own process group.
+
+    Stop it with `stop(proc, timeout=WORKER_STOP_SECONDS)`: it then stops the flow runs it
+    started (pipeline/worker.py), which can take a while.
+    """
+    argv = [sys.executable, "-m", "vgs.cli", "worker", "--pool", pool, "--limit", str(limit),
+            "--repo", str(Path(root).resolve()), "--api-url", api]
     out = open(log_path, "ab") if log_path else None
     try:
-        return subprocess.Popen(argv, cwd=str(root), env=env, stdout=out,
-                                stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(argv, cwd=str(root), env=env or project_env(root, api), stdout=out,
+                                stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
+                                process_group=0)
     finally:
         if out:
             out.close()
+
+
+# How long `vgs ui` lets its worker stop its flow runs before the next signal hurries it.
+WORKER_STOP_SECONDS = 150.0

@@ -11,18 +11,24 @@ whichever way they ran:
   `dvc exp run --temp`: DVC copies the project into a temporary directory, so several
   experiments run at once without sharing a workspace, and the finished experiment lands in
   the project's `dvc exp show`.
+
+Both ways, each experiment's stage commands get the CPU budget of vgs/utils/threads.py (the
+cores divided by the experiments that run at once on this machine), so that N experiments on
+one machine deliver N times the work of one instead of fighting over the cores.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from pipeline.runner import dvc_argv, run_streaming, stage_env
 from vgs.errors import VgsError
+from vgs.utils.threads import registered_runner, thread_budget
 
 SWEEP_POOL = "vgs-sweep"
 SWEEP_DEPLOYMENT = "sweep"
@@ -73,16 +79,21 @@ def set_param_args(point: dict[str, str]) -> list[str]:
 
 
 def run_experiment(root: Path, point: dict[str, str], name: str | None, targets: list[str] | None,
-                   log, pull: bool = False, push_remote: str | None = None) -> None:
-    """`dvc exp run --temp` for one point; its output goes to `log`."""
-    argv = dvc_argv("exp", "run", "--temp") + set_param_args(point)
+                   log, pull: bool = False, push_remote: str | None = None, threads: int | None = None) -> None:
+    """`dvc exp run --temp` for one point; its output goes to `log`.
+
+    threads: the CPU budget of its stage commands (vgs.utils.threads); None: the libraries' default.
+    """
+    # Experiments started at once on one checkout each hold its DVC lock for a moment (stashing
+    # the point, collecting the result); without waiting, the second fails at once.
+    argv = dvc_argv("--wait-for-lock", "exp", "run", "--temp") + set_param_args(point)
     if name:
         argv += ["-n", name]
     if pull:
         argv.append("--pull")
     argv += list(targets or [])
-    log("$ dvc " + " ".join(argv[3:]))
-    code, tail = run_streaming(argv, root, log)
+    log("$ dvc " + " ".join(argv[4:]))
+    code, tail = run_streaming(argv, root, log, env=stage_env(threads=threads))
     if code != 0:
         raise SweepError(f"experiment {name or point} failed (`dvc exp run` exited with {code}):\n"
                          + "\n".join(tail))
@@ -131,37 +142,49 @@ RUN_CACHE_RACE = re.compile(r"No such file or directory: '[^']*\.dvc/cache/runs/
 
 def queue_sweep(root: Path, grid: list[dict[str, str]], prefix: str, targets: list[str] | None,
                 jobs: int, log=print, wait: bool = True, poll_seconds: float = 3.0) -> list[str]:
-    """Queue every point with `dvc exp run --queue`, start `jobs` DVC queue workers, wait."""
+    """Queue every point with `dvc exp run --queue`, start `jobs` DVC queue workers, wait.
+
+    The queue workers, and so every experiment they run, get the CPU budget for `jobs` runs at
+    once plus the other runners registered on this machine. While it waits, the sweep is
+    registered itself, so that flow runs starting meanwhile count its jobs.
+    """
     points = {point_name(prefix, point): point for point in grid}
-    _queue_and_start(root, points, targets, jobs, log)
-    if not wait:
-        return list(points)
-    retried = False
-    while True:
-        failed = _wait_for_queue(root, list(points), poll_seconds)
-        if not failed:
+    with registered_runner(root, jobs, f"vgs sweep queue -j {jobs}") as claimed:
+        budget = thread_budget(root, parallel=jobs, claimed=claimed)
+        log(f"CPU budget: {budget.describe()}")
+        env = stage_env(threads=budget.threads)
+        _queue_and_start(root, points, targets, jobs, log, env)
+        if not wait:
             return list(points)
-        raced = [name for name in failed if RUN_CACHE_RACE.search(_queue_logs(root, name))]
-        if retried or len(raced) < len(failed):
-            rows = [row for name, row in failed.items() if retried or name not in raced]
-            raise SweepError("some queued experiments failed:\n" + "\n".join(rows),
-                             hint="see `dvc queue logs <name>`")
-        log(f"re-queueing {', '.join(raced)}: DVC's queue workers raced on the run cache (treeverse/dvc#10673)")
-        code, tail = run_streaming(dvc_argv("queue", "remove", *raced), root, log)
-        if code != 0:
-            raise SweepError("`dvc queue remove` failed:\n" + "\n".join(tail))
-        _queue_and_start(root, {name: points[name] for name in raced}, targets, jobs, log)
-        retried = True
+        retried = False
+        while True:
+            failed = _wait_for_queue(root, list(points), poll_seconds)
+            if not failed:
+                return list(points)
+            raced = [name for name in failed if RUN_CACHE_RACE.search(_queue_logs(root, name))]
+            if retried or len(raced) < len(failed):
+                rows = [row for name, row in failed.items() if retried or name not in raced]
+                raise SweepError("some queued experiments failed:\n" + "\n".join(rows),
+                                 hint="see `dvc queue logs <name>`")
+            log(f"re-queueing {', '.join(raced)}: DVC's queue workers raced on the run cache (treeverse/dvc#10673)")
+            code, tail = run_streaming(dvc_argv("queue", "remove", *raced), root, log)
+            if code != 0:
+                raise SweepError("`dvc queue remove` failed:\n" + "\n".join(tail))
+            _queue_and_start(root, {name: points[name] for name in raced}, targets, jobs, log, env)
+            retried = True
 
 
 def _queue_and_start(root: Path, points: dict[str, dict[str, str]], targets: list[str] | None, jobs: int,
-                     log) -> None:
+                     log, env: dict | None = None) -> None:
+    """Queue the points and start `jobs` queue workers with `env`: DVC's queue workers (and the
+    experiments they run) inherit the environment of `dvc queue start`. A worker still up from a
+    sweep that ended less than 10 s ago (DVC's idle timeout) is reused with its old one."""
     for name, point in points.items():
         argv = dvc_argv("exp", "run", "--queue", "-n", name) + set_param_args(point) + list(targets or [])
-        code, tail = run_streaming(argv, root, log)
+        code, tail = run_streaming(argv, root, log, env=env)
         if code != 0:
             raise SweepError(f"could not queue {name}:\n" + "\n".join(tail))
-    code, tail = run_streaming(dvc_argv("queue", "start", "-j", str(jobs)), root, log)
+    code, tail = run_streaming(dvc_argv("queue", "start", "-j", str(jobs)), root, log, env=env)
     if code != 0:
         raise SweepError("`dvc queue start` failed:\n" + "\n".join(tail))
 
@@ -181,6 +204,35 @@ def _queue_logs(root: Path, name: str) -> str:
     out = subprocess.run(dvc_argv("queue", "logs", name), cwd=str(root), env=stage_env(),
                          capture_output=True, text=True)
     return out.stdout + out.stderr
+
+
+# Where `dvc exp run --temp` keeps its temporary workspaces and their info files (DVC 3:
+# dvc/repo/experiments/queue/tempdir.py).
+TEMPDIR_EXPERIMENTS = Path(".dvc") / "tmp" / "exps" / "standalone"
+
+
+def discard_unfinished_experiments(root: Path, names: list[str]) -> list[str]:
+    """Remove what a `dvc exp run --temp` of these experiment names left when it was killed
+    before it could clean up: its temporary workspace, and the info file by which `dvc exp show`
+    would list it as Running for ever. Call only once the experiments' DVC processes have ended.
+    Returns the workspaces removed."""
+    from dvc.repo.experiments.executor.base import ExecutorInfo, TaskStatus
+
+    removed = []
+    wanted = set(names)
+    for infofile in sorted((Path(root) / TEMPDIR_EXPERIMENTS / "run").glob("*/*.run")):
+        try:
+            info = ExecutorInfo.load_json(str(infofile))
+        except (OSError, ValueError, TypeError):
+            continue
+        if info.name not in wanted or info.status >= TaskStatus.FAILED:
+            continue
+        if info.root_dir and Path(info.root_dir).exists():
+            shutil.rmtree(info.root_dir, ignore_errors=True)
+            removed.append(info.root_dir)
+        info.status = TaskStatus.CANCELED
+        info.dump_json(str(infofile))
+    return removed
 
 
 def deploy_sweep(pool: str = SWEEP_POOL, name: str = SWEEP_DEPLOYMENT, pull: bool = False,

@@ -296,3 +296,112 @@ def test_concurrent_dvc_repro_of_independent_stages_overlaps(tmp_path):
     assert dvc("status", "--json", cwd=project).stdout.strip() == "{}"
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"p", "q"}           # both entries survived the concurrent writes
+
+
+# -- CPU budget and clean stops (issue 22) ------------------------------------------------------
+
+def test_pipeline_stages_get_the_runs_thread_budget(tmp_path, monkeypatch):
+    """A foreground pipeline run with 2 stages at once, on a machine taken to have 6 cores: each
+    stage command gets 3 threads; while it runs, it is registered for workers to count."""
+    from pipeline.flows import dvc_pipeline
+    from vgs.utils import threads
+
+    server = shared_server()
+    probe = ("import os, pathlib, sys; from vgs.utils.threads import live_runners; "
+             "pathlib.Path(sys.argv[1]).write_text(os.environ['OMP_NUM_THREADS'] + ' ' + "
+             "str(sum(r.slots for r in live_runners('.'))))")
+    stages = {"stages": {s: {"cmd": f'python -c "{probe}" {s}.txt', "outs": [f"{s}.txt"]} for s in ("a", "b")}}
+    project = make_tiny_project(tmp_path / "budget", stages=stages, params={})
+    monkeypatch.setattr(threads, "machine_cores", lambda: 6)
+    monkeypatch.delenv("VGS_THREADS", raising=False)
+    monkeypatch.delenv(threads.RUNNER_ENV, raising=False)
+    with server.settings():
+        state = dvc_pipeline(repo=str(project), max_parallel=2, publish=False, return_state=True)
+    assert state.is_completed(), state.message
+    assert (project / "a.txt").read_text() == "3 2" and (project / "b.txt").read_text() == "3 2"
+    assert threads.live_runners(project) == []
+
+
+FAKE_DVC = textwrap.dedent('''
+    # Behaves like DVC running a stage: ignores SIGINT while its command runs, then cleans up;
+    # SIGTERM would kill it before it could.
+    import pathlib, signal, subprocess, sys
+    marks = pathlib.Path(sys.argv[1])
+    stage = subprocess.Popen([sys.executable, "-c", """
+    import pathlib, signal, sys, time
+    def on_term(signum, frame):
+        pathlib.Path(sys.argv[1], "checkpoint").write_text("saved")
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, on_term)
+    pathlib.Path(sys.argv[1], "stage.pid").write_text(str(__import__("os").getpid()))
+    time.sleep(120)
+    """, str(marks)])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("stage running", flush=True)
+    code = stage.wait()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    (marks / "cleaned").write_text(f"stage exited {code}")
+    sys.exit(1)
+''')
+
+
+def test_an_interrupted_run_ends_its_stage_first_so_dvc_cleans_up(tmp_path):
+    import signal
+    import sys
+    import time
+
+    from pipeline.runner import _live, run_streaming
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop()
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = tmp_path / "fake_dvc.py"
+    script.write_text(FAKE_DVC)
+    lines: list[str] = []
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 4.0)        # a cancel arriving while the stage runs
+    start = time.monotonic()
+    try:
+        with pytest.raises(Stop):
+            run_streaming([sys.executable, str(script), str(marks)], tmp_path, lines.append)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert "stage running" in lines
+    assert (marks / "checkpoint").read_text() == "saved"             # the stage got SIGTERM
+    assert (marks / "cleaned").read_text() == "stage exited 143"      # "DVC" outlived it and cleaned up
+    assert not _running(int((marks / "stage.pid").read_text()))
+    assert not _live and time.monotonic() - start < 30
+
+
+def test_a_process_left_holding_the_output_does_not_hold_the_run(tmp_path):
+    import sys
+    import time
+
+    from pipeline.processes import LEFTOVER_GRACE_SECONDS
+    from pipeline.runner import run_streaming
+
+    pid_file = tmp_path / "leftover.pid"
+    leave_one = ("import subprocess, sys; "
+                 "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+                 f"open({str(pid_file)!r}, 'w').write(str(p.pid)); print('left one behind')")
+    start = time.monotonic()
+    code, tail = run_streaming([sys.executable, "-c", leave_one], tmp_path, lambda line: None)
+    assert code == 0 and tail[0] == "left one behind"
+    assert time.monotonic() - start < LEFTOVER_GRACE_SECONDS + 15
+    time.sleep(0.5)
+    assert not _running(int(pid_file.read_text()))
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE      # a zombie has ended
+    except psutil.NoSuchProcess:
+        return False

@@ -21,12 +21,14 @@ from vgs.utils.entry import friendly_errors
 
 COMMANDS = {
     "store": "vgs.commands.store",
-    # Prefect orchestration (pipeline/): server + UI, one-off flow, schedules, workers, sweeps.
+    # Prefect orchestration (pipeline/): server + UI, one-off flow, schedules, workers, sweeps,
+    # and the CPU budget they share.
     "ui": "vgs.commands.ui",
     "flow": "vgs.commands.flow",
     "schedule": "vgs.commands.schedule",
     "worker": "vgs.commands.worker",
     "sweep": "vgs.commands.sweep",
+    "threads": "vgs.commands.threads",
 }
 
 

@@ -3,10 +3,11 @@
 A grid is given with -S (repeatable; values separated by commas; the cartesian product runs):
 
   vgs sweep queue -S train.lr=0.1,0.01 -S train.seed=1,2 -j 2 [stage ...]
-      dvc exp run --queue per point, then `dvc queue start -j 2`; waits and prints the results.
+      dvc exp run --queue per point, then `dvc queue start -j 2` with each job's CPU budget
+      (cores // 2 threads; `vgs threads`); waits and prints the results.
 
   vgs sweep deploy                        # once: the dvc-experiment/sweep deployment, pool vgs-sweep
-  vgs worker & vgs worker &               # N workers, here or on other machines
+  vgs worker & vgs worker &               # N workers, here (at most one per core) or on other machines
   vgs sweep submit -S leidal2017.lambda_ig=0,0.1,1,10 --wait [stage ...]
       one flow run per point; each worker runs `dvc exp run --temp -S ...` for the point it takes.
 

@@ -5,8 +5,10 @@
   vgs ui --port 4300
 
 PREFECT_HOME is <project>/.prefect (database, logs: .prefect/server.log, .prefect/worker.log)
-and analytics are off. The worker serves the work pool `vgs-local`, where `vgs schedule` puts
-the scheduled pipeline deployment.
+and analytics are off. The worker (`vgs worker --pool vgs-local --limit 1`) serves the work pool
+`vgs-local`, where `vgs schedule` puts the scheduled pipeline deployment. Ctrl-C or SIGTERM
+stops the worker first, which cancels the runs it started (see `vgs worker --help`), then the
+server.
 """
 from __future__ import annotations
 
@@ -52,10 +54,8 @@ def run(args) -> int:
         took = server.wait_healthy(api, proc, log_path=log_path)
         print(f"Prefect UI: {server.ui_url(api)}   (API {api}, up after {took:.0f} s)", flush=True)
         if not args.no_worker:
-            worker_env = server.project_env(root, api)
-            worker_env["VGS_REPO"] = str(root)
             worker_log = f"{home}/worker.log"
-            worker = server.start_worker(root, LOCAL_POOL, worker_env, log_path=worker_log)
+            worker = server.start_worker(root, LOCAL_POOL, api, limit=1, log_path=worker_log)
             print(f"Worker for work pool {LOCAL_POOL} started (log: {worker_log}); "
                   "scheduled runs (`vgs schedule`) execute here.", flush=True)
         flow_cmd = ".venv/bin/vgs flow" + ("" if args.port == 4200 and args.host == "127.0.0.1"
@@ -71,9 +71,27 @@ def run(args) -> int:
         print(f"The Prefect server exited with code {proc.returncode}; see {log_path}")
         return proc.returncode or 1
     except KeyboardInterrupt:
-        print("stopping ...")
+        print("stopping ..." + (" (the worker first: it cancels its flow runs)" if worker is not None else ""),
+              flush=True)
         return 0
     finally:
+        # Ctrl-C reaches only this process (the server and the worker have process groups of
+        # their own); a second Ctrl-C while the worker stops is passed on to hurry it.
         if worker is not None:
-            server.stop(worker)
+            _stop_patiently(server, worker)
         server.stop(proc)
+
+
+def _stop_patiently(server, worker) -> None:
+    import signal
+
+    def hurry(signum, frame):
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.stop(worker, timeout=server.WORKER_STOP_SECONDS)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
