@@ -3,11 +3,14 @@
 Papers are found generically: every directory results/<paper-id>/ contributes its table*.csv
 files as table artifacts keyed `<paper-id>-table<N>` and its report.md as a markdown artifact
 keyed `<paper-id>-report`. Prefect artifact keys may hold only lowercase letters, digits and
-dashes, so keys are sanitised (`Leidal_2017/table1.csv` -> `leidal-2017-table1`).
+dashes, so keys are sanitised (`Leidal_2017/table1.csv` -> `leidal-2017-table1`). The report's
+figures travel inside the markdown as data URIs (`embed_images`).
 """
 from __future__ import annotations
 
+import base64
 import csv
+import mimetypes
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +70,44 @@ def read_table(path: Path) -> tuple[list[str], list[dict]]:
     return columns, rows
 
 
+def embed_images(markdown: str, directory: Path) -> str:
+    """`markdown` with each image it links from `directory` inlined as a data URI.
+
+    The Prefect UI renders a markdown artifact in the browser, which cannot reach
+    results/<paper-id>/, so a relative link such as `figure2_tsne.png` shows as a broken image;
+    a data URI carries the picture itself and needs no server. Links that are not image files
+    inside `directory` (URLs, missing files, paths leading out of it) are left as they are.
+    """
+    from urllib.parse import unquote
+
+    from markdown_it import MarkdownIt
+
+    base = directory.resolve()
+
+    def data_uri(src: str) -> str | None:
+        path = (base / unquote(src)).resolve()
+        mime = mimetypes.guess_type(path.name)[0] or ""
+        if "://" in src or not path.is_relative_to(base) or not path.is_file() or not mime.startswith("image/"):
+            return None
+        return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+    # A parser, not a pattern, finds the images: only the lines of the paragraphs that hold them
+    # are rewritten, so the same link text inside a code block stays as it is.
+    lines = markdown.splitlines(keepends=True)
+    for token in MarkdownIt("commonmark").parse(markdown):
+        sources = {c.attrGet("src") for c in token.children or [] if c.type == "image" and c.attrGet("src")}
+        if token.type != "inline" or not token.map or not sources:
+            continue
+        start, end = token.map
+        text = "".join(lines[start:end])
+        for src in sorted(sources):
+            uri = data_uri(src)
+            for written in (src, unquote(src)) if uri else ():
+                text = re.sub(re.escape(f"]({written}") + r"(?=[\s)])", lambda _: f"]({uri}", text)
+        lines[start:end] = [text] + [""] * (end - start - 1)
+    return "".join(lines)
+
+
 def publish_results(root: str | Path, log=print) -> list[str]:
     """Create the artifacts (inside a flow or task run, so they attach to it); return their keys."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -91,8 +132,8 @@ def publish_results(root: str | Path, log=print) -> list[str]:
             log(f"table artifact {key} <- {table.relative_to(Path(root))} ({len(rows)} rows)")
         if paper.report is not None:
             key = paper.report_key
-            create_markdown_artifact(markdown=paper.report.read_text(encoding="utf-8"), key=key,
-                                     description=f"`results/{paper.directory.name}/report.md`")
+            create_markdown_artifact(markdown=embed_images(paper.report.read_text(encoding="utf-8"), paper.directory),
+                                     key=key, description=f"`results/{paper.directory.name}/report.md`")
             keys.append(key)
             log(f"markdown artifact {key} <- {paper.report.relative_to(Path(root))}")
     if not papers:

@@ -344,8 +344,10 @@ def test_pipeline_stages_on_tiny_data(tiny, tmp_path):
                  "metrics.json", "figure4_style_image.png", "figure4_style_speech.png",
                  "figure5_speech_to_image.png", "figure5_image_to_speech.png"):
         assert (res / name).stat().st_size > 0, name
-    metrics = json.loads((res / "metrics.json").read_text())
-    assert set(metrics["targets"]) >= {"pvae_z_s_speech>=0.97", "contrastive_improves_speech_z_s"}
+    details = json.loads((res / "details.json").read_text())
+    assert set(details["targets"]) >= {"pvae_z_s_speech>=0.97", "contrastive_improves_speech_z_s"}
+    assert set(json.loads((res / "metrics.json").read_text())["pvae"]) == {
+        "purity_speech_z_s", "purity_image_z_s", "purity_speech_z_a", "purity_image_z_i"}
     ev = json.loads((tmp_path / "data" / "eval" / "pvae2018" / "pvae.json").read_text())
     assert set(ev["purity"]["test"]["audio"]) == {"z_s", "z_a"} and set(ev["purity"]["test"]["image"]) == {"z_s", "z_i"}
     assert len(ev["inertia"]["audio"]) == 12

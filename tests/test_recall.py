@@ -9,7 +9,7 @@ import pytest
 
 from vgs.errors import StoreError, VgsError
 from vgs.eval.retrieval import (RecallResult, hit_probability, oracle_recall, recall_all_pairs, recall_at_k,
-                                recall_from_embedding_file, true_match_counts)
+                                recall_from_embedding_file, true_match_counts, zero_vector_counts)
 from vgs.store.embeddings import write_embeddings
 
 
@@ -349,3 +349,42 @@ def test_embedding_file_errors(tmp_path):
                      attrs={})
     with pytest.raises(StoreError, match=r"shape \(10, 2, 4\)"):
         recall_from_embedding_file(samples, array="samples", ks=(1,))
+
+
+# -- zero vectors under the "tie" rule -------------------------------------------------------------
+def cosine_or_zero(q, c):
+    """The documented rule: a zero vector's cosine with anything is 0."""
+    if not np.any(q) or not np.any(c):
+        return 0.0
+    return float64_cosine(q, c)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 512])
+def test_zero_vectors_tie_matches_brute_force(chunk_size):
+    a, b = noisy_pair(12, 5, noise=1.0, seed=3)
+    a[[2, 7]] = 0.0        # zero queries and zero candidates, one of them a true pair
+    b[[7, 9]] = 0.0
+    ks = (1, 3, 10)
+    result = recall_at_k(a, b, ks=ks, chunk_size=chunk_size, zero_vectors="tie")
+    a2b, b2a = brute_force(a, b, ks, score=cosine_or_zero)
+    for k in ks:
+        assert result.a2b[k] == pytest.approx(a2b[k], abs=1e-12)
+        assert result.b2a[k] == pytest.approx(b2a[k], abs=1e-12)
+    assert zero_vector_counts({"a": a, "b": b}) == {"a": 2, "b": 2}
+
+
+def test_zero_query_scores_chance_level():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((10, 4)).astype(np.float32)
+    b = a.copy()
+    a[0] = 0.0
+    r = recall_at_k(a, b, ks=(1, 5), zero_vectors="tie")
+    # Query 0 ties all 10 candidates: expected hit k/10; the other nine queries hit at rank 1.
+    assert r.a2b[1] == pytest.approx((9 + 1 / 10) / 10)
+    assert r.a2b[5] == pytest.approx((9 + 5 / 10) / 10)
+
+
+def test_unknown_zero_vector_rule_is_a_clear_error():
+    a, b = noisy_pair(4, 3, noise=0.1, seed=0)
+    with pytest.raises(VgsError, match="zero_vectors='drop' is not a rule"):
+        recall_all_pairs({"a": a, "b": b}, zero_vectors="drop")

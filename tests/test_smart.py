@@ -263,7 +263,10 @@ def test_stages_end_to_end_write_table_figure_and_report(tiny):
     assert len(rows) == 6
     assert [r["acc_paper"] for r in rows] == ["99.47", "96.15", "99.59", "97.33", "99.05", "97.19"]
     assert all(r["data"] and r["acc_ours"] for r in rows)
+    details = json.loads((out / "details.json").read_text())
+    assert set(details["targets_met"]) == {"mlc", "glc", "conversion_both_directions_one_style"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["targets_met"]) == {"mlc", "glc", "conversion_both_directions_one_style"}
+    assert set(metrics) == {"mlc_acc", "glc_acc", "hybrid", "classroom"}
+    assert [metrics["mlc_acc"], metrics["glc_acc"]] == [float(r["acc_ours"]) for r in rows[:2]]
     assert (out / "conversions.png").stat().st_size > 0
     assert "Comparison with the paper" in (out / "report.md").read_text()

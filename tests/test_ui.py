@@ -1,4 +1,5 @@
-"""The Prefect UI, in Debian's headless chromium, shows the tiny flow run and its result table.
+"""The Prefect UI, in Debian's headless chromium, shows the tiny flow run, its result table and
+the papers' report artifacts with their figures; `dvc plots show` draws every plot offline.
 
 .ci/run installs chromium and chromium-driver when missing. Screenshots go to test-output/.
 """
@@ -6,10 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
-from orchestration_support import TEST_OUTPUT, tiny_flow_run
+from orchestration_support import REPO_ROOT, TEST_OUTPUT, shared_server, tiny_flow_run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -109,3 +114,107 @@ def test_result_table_artifact_shows_the_numbers(browser, tiny):
     # The cells of results/tinypaper/table1.csv, "n/a" for the value the paper text lost.
     wait_for_text(browser, "purity_ours", "tiny-a", "tiny-b", "0.777", "0.912", "n/a")
     screenshot(browser, "ui-artifact-table.png")
+
+
+def report_images(report: Path) -> int:
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(report.read_text(encoding="utf-8"))
+    return sum(child.type == "image" for token in tokens for child in (token.children or []))
+
+
+def test_report_artifacts_show_their_figures(browser):
+    """Each paper's report artifact, as `make flow` publishes it from results/, shows its figures:
+    the images are in the markdown as data URIs, which the UI draws without serving any file."""
+    from prefect import flow, get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pipeline.artifacts import discover_results, publish_results
+
+    @flow(name="publish-results")
+    def publish():
+        return publish_results(REPO_ROOT, log=lambda *_: None)
+
+    server = shared_server()
+    with server.settings():
+        keys = publish()
+    papers = [p for p in discover_results(REPO_ROOT) if p.report is not None and report_images(p.report)]
+    assert {"leidal2017", "pvae2018", "smart"} <= {p.paper_id for p in papers}
+    for paper in papers:
+        assert paper.report_key in keys
+        with server.settings(), get_client(sync_client=True) as client:
+            latest = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[paper.report_key])),
+                sort=ArtifactSort.CREATED_DESC, limit=1)[0]
+        browser.get(f"{server.ui}/artifacts/artifact/{latest.id}")
+        expected = report_images(paper.report)
+        script = ("return [...document.querySelectorAll('img')].filter(i => i.src.startsWith('data:image/'))"
+                  ".map(i => i.complete ? i.naturalWidth : -1)")
+        try:
+            WebDriverWait(browser, 90, poll_frequency=0.5).until(
+                lambda d: len(d.execute_script(script)) == expected and min(d.execute_script(script)) > 0)
+        except TimeoutException:
+            screenshot(browser, f"ui-artifact-report-{paper.paper_id}.png")
+            raise AssertionError(f"{paper.report_key}: widths of the report's images {browser.execute_script(script)}, "
+                                 f"expected {expected} loaded images") from None
+        browser.execute_script("[...document.querySelectorAll('img')].find(i => i.src.startsWith('data:'))"
+                               ".scrollIntoView({block: 'center'})")
+        screenshot(browser, f"ui-artifact-report-{paper.paper_id}.png")
+
+
+DRAWN = """
+const out = {};
+for (const div of document.querySelectorAll('body div[id]')) {
+  const canvas = div.querySelector('canvas'), svg = div.querySelector('svg.marks'), img = div.querySelector('img');
+  out[div.id] = canvas ? (canvas.width > 0 && canvas.height > 0 ? 'vega' : '')
+              : svg ? 'vega' : img ? (img.complete && img.naturalWidth > 0 ? 'image' : '') : '';
+}
+return out;
+"""
+
+
+def test_dvc_plots_show_draws_every_plot_offline(browser, tmp_path):
+    """`dvc plots show --html-template dvc-plots/offline.html` draws every declared plot whose file
+    exists, with http(s) blocked in the browser; DVC's own page, which loads vega from a CDN, draws
+    none of its charts under the same block (so the block is real)."""
+    from dvc_render.base import Renderer
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_dvc_results import dvc_env, dvc_json, repo_copy
+
+    proj = repo_copy(tmp_path / "copy")
+    data = dvc_json(["plots", "show"], proj)["data"]
+    expected = {Renderer.remove_special_chars(name): data[name][0]["type"] for name in data if data[name]}
+    assert {"vega", "image"} <= set(expected.values())
+    pages = {}
+    for name, extra in (("offline", ["--html-template", "dvc-plots/offline.html"]), ("cdn", [])):
+        out = subprocess.run([str(Path(sys.executable).parent / "dvc"), "plots", "show", "-o", str(tmp_path / name),
+                              *extra], cwd=proj, env=dvc_env(), capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        pages[name] = (tmp_path / name / "index.html").as_uri()
+
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
+    try:
+        browser.get(pages["offline"])
+        try:
+            WebDriverWait(browser, 60, poll_frequency=0.5).until(
+                lambda d: all(d.execute_script(DRAWN).get(i) == kind for i, kind in expected.items()))
+        except TimeoutException:
+            drawn = browser.execute_script(DRAWN)
+            missing = sorted(i for i in expected if drawn.get(i) != expected[i])
+            raise AssertionError(f"not drawn offline: {missing}") from None
+        height = browser.execute_script("return document.body.scrollHeight")
+        browser.set_window_size(1400, min(height + 100, 16000))
+        screenshot(browser, "dvc-plots-offline.png")
+        browser.set_window_size(1400, 1000)
+
+        browser.get(pages["cdn"])
+        time.sleep(3)   # the CDN's scripts fail at once when blocked; a chart would be drawn by now
+        drawn = browser.execute_script(DRAWN)
+        assert not [i for i, kind in drawn.items() if kind == "vega"], "the CDN page drew a chart: network not blocked"
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})

@@ -15,6 +15,12 @@ the expected hit under uniform random tie-breaking,
     P(rank <= k) = clip((k - greater) / (ties + 1), 0, 1),
 
 which is neither optimistic nor pessimistic about a model that scores many candidates alike.
+
+Zero vectors have no direction, so cosine is undefined for them and recall refuses them by default.
+A method whose trained encoder can legitimately output one (an average of ReLU features that are all
+off) passes `zero_vectors="tie"`: a zero vector's cosine with anything is taken as 0, so a zero query
+ties every candidate that scores 0 (chance level by the tie rule) and a zero candidate scores 0 for
+every query. `zero_vector_counts` says how many there were, for the report.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ DEFAULT_KS = (1, 5, 10)
 # dev machine, d = 1024: 128 rows 237, 256 rows 301, 512 rows 307, 1024 rows 284 GFLOP/s.
 DEFAULT_CHUNK_SIZE = 512
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+ZERO_VECTOR_RULES = ("error", "tie")
 
 
 class RetrievalInputError(VgsError, ValueError):
@@ -72,7 +79,7 @@ class RecallResult:
 
 # -- one view pair ---------------------------------------------------------------------------------
 def recall_at_k(a: np.ndarray, b: np.ndarray, ks=DEFAULT_KS, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                names: tuple[str, str] = ("a", "b")) -> RecallResult:
+                names: tuple[str, str] = ("a", "b"), zero_vectors: str = "error") -> RecallResult:
     """Cosine recall@k between two views whose row i is the same datapoint.
 
     Parameters
@@ -81,20 +88,22 @@ def recall_at_k(a: np.ndarray, b: np.ndarray, ks=DEFAULT_KS, chunk_size: int = D
     ks : the cut-offs, each in 1..N.
     chunk_size : queries scored per block; memory is about 5 * chunk_size * N bytes on top of the inputs.
     names : the view names used in error messages and in the result.
+    zero_vectors : "error" (default) refuses a zero row; "tie" scores it 0 against everything
+        (module docstring).
 
     Returns
     -------
     RecallResult with R@k for a->b, b->a and their mean. A query's hit at k is the probability
     that its true item is within the top k under uniform random tie-breaking (module docstring).
     """
-    a_view = _prepare_view(a, names[0])
-    b_view = _prepare_view(b, names[1])
+    a_view = _prepare_view(a, names[0], zero_vectors)
+    b_view = _prepare_view(b, names[1], zero_vectors)
     _check_pair(a_view, b_view)
     return _recall_of_prepared(a_view, b_view, _check_ks(ks, len(a_view.x)), _check_chunk_size(chunk_size))
 
 
 def recall_all_pairs(views: dict[str, np.ndarray], ks=DEFAULT_KS,
-                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, RecallResult]:
+                     chunk_size: int = DEFAULT_CHUNK_SIZE, zero_vectors: str = "error") -> dict[str, RecallResult]:
     """Recall@k for every unordered pair of views, keyed "<a>-<b>" in the order of `views`.
 
     With views {"image", "en", "de"} the keys are "image-en", "image-de", "en-de". Every view must
@@ -103,7 +112,7 @@ def recall_all_pairs(views: dict[str, np.ndarray], ks=DEFAULT_KS,
     if len(views) < 2:
         raise RetrievalInputError(f"recall needs at least two views, got {list(views)}",
                                   hint="pass e.g. {'image': image_embeddings, 'en': caption_embeddings}")
-    prepared = {name: _prepare_view(x, name) for name, x in views.items()}
+    prepared = {name: _prepare_view(x, name, zero_vectors) for name, x in views.items()}
     first = next(iter(prepared.values()))
     for view in prepared.values():
         _check_pair(first, view)
@@ -246,7 +255,15 @@ class _View:
     inv_norm: np.ndarray   # (N,) float32, 1 / ||x_i||
 
 
-def _prepare_view(x, name: str) -> _View:
+def zero_vector_counts(views: dict[str, np.ndarray]) -> dict[str, int]:
+    """{view: number of all-zero rows}."""
+    return {name: int(np.count_nonzero(~np.any(np.asarray(x) != 0, axis=1))) for name, x in views.items()}
+
+
+def _prepare_view(x, name: str, zero_vectors: str = "error") -> _View:
+    if zero_vectors not in ZERO_VECTOR_RULES:
+        raise RetrievalInputError(f"zero_vectors={zero_vectors!r} is not a rule recall knows",
+                                  hint="use one of " + ", ".join(ZERO_VECTOR_RULES))
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
         raise RetrievalInputError(f"view {name!r} has dtype {x.dtype}; recall needs real numbers",
@@ -273,17 +290,21 @@ def _prepare_view(x, name: str) -> _View:
                                   f"({len(bad)} rows do)", hint="the model diverged or the export is broken; "
                                   "re-train or re-export (and check values fit in float32)")
     zero = np.flatnonzero(norm == 0)
-    if len(zero):
+    if len(zero) and zero_vectors == "error":
         raise RetrievalInputError(f"view {name!r}: row {zero[0]} is a zero vector ({len(zero)} rows are); cosine "
                                   "similarity is undefined for it",
-                                  hint="drop or fix these items (a zero embedding usually means empty input)")
+                                  hint="drop or fix these items (a zero embedding usually means empty input), "
+                                  "or pass zero_vectors='tie' where a model may output one")
     # 1/norm must be a finite float32, and scores (unit query . row) must not overflow float32.
-    bad = np.flatnonzero((norm * _FLOAT32_MAX < 1.0) | (norm > _FLOAT32_MAX))
+    bad = np.flatnonzero(((norm * _FLOAT32_MAX < 1.0) & (norm > 0)) | (norm > _FLOAT32_MAX))
     if len(bad):
         raise RetrievalInputError(f"view {name!r}: row {bad[0]} has norm {norm[bad[0]]:.3g}, outside the range "
                                   f"float32 cosine can handle ({len(bad)} rows are)",
                                   hint="rescale the embeddings (cosine does not change with scale)")
-    return _View(name, x, (1.0 / norm).astype(np.float32))
+    # A zero row (only under the "tie" rule) gets 1/norm = 0, so every score it takes part in is 0.
+    with np.errstate(divide="ignore"):
+        inv_norm = np.where(norm > 0, 1.0 / norm, 0.0)
+    return _View(name, x, inv_norm.astype(np.float32))
 
 
 def _check_pair(a: _View, b: _View) -> None:

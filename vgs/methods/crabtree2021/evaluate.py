@@ -8,7 +8,7 @@ import time
 
 from vgs.errors import StoreError
 from vgs.eval.oracle import caption_caption_oracle, image_caption_oracle
-from vgs.eval.retrieval import recall_all_pairs
+from vgs.eval.retrieval import recall_all_pairs, zero_vector_counts
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, embeddings_dir, eval_path, pair_key, recall_summary
 from vgs.store import FeatureStore
 from vgs.store.embeddings import read_embeddings
@@ -44,7 +44,9 @@ def evaluate_run(cfg: RunConfig, in_dir=None, out_path=None) -> dict:
         if list(test[v]["ids"]) != ids:
             raise StoreError(f"{in_dir}/test.h5: views {views[0]!r} and {v!r} are not aligned by datapoint id",
                              hint=f"re-export: dvc repro {METHOD}-export@{cfg.run}")
-    results = recall_all_pairs({v: test[v]["embedding"] for v in views}, ks=KS)
+    embeddings = {v: test[v]["embedding"] for v in views}
+    # Zero embeddings (all-off ReLU features, average-pooled) are scored at chance, and counted.
+    results = recall_all_pairs(embeddings, ks=KS, zero_vectors="tie")
     recall = {pair: r.as_row() for pair, r in results.items()}
     oracle = oracle_rows(cfg, test)
     attrs = test["attrs"]
@@ -54,7 +56,7 @@ def evaluate_run(cfg: RunConfig, in_dir=None, out_path=None) -> dict:
         "loss": {"name": cfg.loss.name, **cfg.loss.params}, "scheme": cfg.train.scheme, "pooling": m.pooling,
         "encoders": m.encoders, "language_conditioning": m.language_conditioning, "lr": cfg.train.lr,
         "dropout": m.dropout, "embedding_norm": m.embedding_norm,
-        "test_pairs": len(ids), "recall": recall, "summary": recall_summary(recall, cfg.data),
+        "test_pairs": len(ids), "zero_embeddings": zero_vector_counts(embeddings), "recall": recall, "summary": recall_summary(recall, cfg.data),
         "oracle": oracle,
         "oracle_summary": None if any(v is None for v in oracle.values()) else recall_summary(oracle, cfg.data),
         "best_epoch": attrs["best_epoch"], "val_avgR10": attrs["val_avgR10"], "history": attrs.get("history", []),

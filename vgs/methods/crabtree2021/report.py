@@ -507,9 +507,10 @@ def build_report(configs: list[RunConfig], settings: dict | None = None, out_dir
         e = ev[c.run]
         runs_rows.append({**describe(c), "parameters": e["parameters"]["total"], "best_epoch": e["best_epoch"],
                           "val_avgR10": pct(e["val_avgR10"]), "image_avgR10": pct(e["summary"]["image"]),
-                          "crosslingual_avgR10": pct(e["summary"]["crosslingual"])})
+                          "crosslingual_avgR10": pct(e["summary"]["crosslingual"]),
+                          "zero_embeddings": sum(e.get("zero_embeddings", {}).values())})
     runs_cols = ["run", "loss", "pooling", "scheme", "encoders", "lr", "dropout", "seed", "parameters", "best_epoch",
-                 "val_avgR10", "image_avgR10", "crosslingual_avgR10"]
+                 "val_avgR10", "image_avgR10", "crosslingual_avgR10", "zero_embeddings"]
     write_csv(out / "runs.csv", runs_rows, runs_cols, digits=2)
 
     # Time: each stage's own measurements, and the span from the first training start to this report.
@@ -595,7 +596,10 @@ def render_markdown(c0: RunConfig, data, n_test, chance, noise, chosen, ev, md_t
     lines += ["## The thesis's findings beside ours", "",
               markdown_table(findings, ["finding", "thesis", "ours", "rule", "verdict"]), "",
               "## Tables", ""] + md_tables
-    lines += ["## Runs", "", "One configuration per run; `baseline` is read by Tables 3.3, 4.1, 4.2 and 5.1.", "",
+    lines += ["## Runs", "", "One configuration per run; `baseline` is read by Tables 3.3, 4.1, 4.2 and 5.1. "
+              "`zero_embeddings`: test embeddings (of all four views) that are exactly zero - average-pooled ReLU "
+              "features that are all off, which a narrow encoder can produce; recall scores each of them at chance "
+              "(docs/retrieval-eval.md).", "",
               markdown_table(runs_rows, runs_cols, digits=2), "", "## Figures", ""]
     for fig in curve_figs:
         lines += [f"![{fig}]({fig})", ""]

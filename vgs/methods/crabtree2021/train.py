@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vgs.errors import ParamError
-from vgs.eval.retrieval import recall_all_pairs
+from vgs.eval.retrieval import recall_all_pairs, zero_vector_counts
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, model_dir, recall_summary
 from vgs.methods.crabtree2021.model import CrabtreeModel, build_model
 from vgs.nn.retrieval_losses import multiview_loss, view_pairs
@@ -182,14 +182,17 @@ class CrabtreeTask:
     def end_epoch(self, epoch: int) -> dict:
         started = time.process_time()
         emb = encode_tuples(self.model, self.views, self.val_tuples, VAL_BATCH)
-        rows = {pair: r.as_row() for pair, r in recall_all_pairs(emb, ks=VAL_KS).items()}
+        # A narrow encoder can pool all-off ReLU features into a zero vector; it is scored at chance.
+        rows = {pair: r.as_row() for pair, r in recall_all_pairs(emb, ks=VAL_KS, zero_vectors="tie").items()}
         summary = recall_summary(rows, self.cfg.data)
+        zeros = {view: n for view, n in zero_vector_counts(emb).items() if n}
         val = self._last_val = summary["all"]
         if val > self.best["val_avgR10"]:
             self.best = {"epoch": epoch, "val_avgR10": val, "state": copy.deepcopy(self.model.state_dict())}
         record = {"epoch": epoch + 1, "val_avgR10": val, "val_image_avgR10": summary["image"],
                   "val_crosslingual_avgR10": summary["crosslingual"],
-                  **{f"val_{pair}_avgR10": row["avgR10"] for pair, row in rows.items()}}
+                  **{f"val_{pair}_avgR10": row["avgR10"] for pair, row in rows.items()},
+                  **({"val_zero_embeddings": zeros} if zeros else {})}
         self.history.append(record)
         self.cpu_seconds += time.process_time() - started
         # The trainer logs this beside its own 0-based "epoch"; the 1-based one stays in `history`.

@@ -1,5 +1,7 @@
 """Evaluation of one exported Mortazavi run: recall@1/5/10 in both directions on the test pairs,
-computed from the embedding file alone, beside the corpus's oracle recall (vgs/eval/oracle.py)."""
+computed from the embedding file alone, beside the corpus's oracle recall (vgs/eval/oracle.py).
+A run with a warm restart is also scored at the best epoch of its first phase (`base`: the run as
+it would have ended without the restart)."""
 from __future__ import annotations
 
 import time
@@ -14,17 +16,31 @@ from vgs.utils.atomic import atomic_write_json
 KS = (1, 5, 10)
 
 
+def _test_recall(cfg: RunConfig, path):
+    image_view, caption_view = cfg.data.image_view, cfg.data.caption_view
+    test = read_embeddings(path, [image_view, caption_view])
+    images, captions = test[image_view], test[caption_view]
+    if list(images["ids"]) != list(captions["ids"]):
+        from vgs.errors import StoreError
+        raise StoreError(f"{path}: the image and caption views are not aligned by datapoint id",
+                         hint=f"re-export: dvc repro mortazavi2020-export@{cfg.run}")
+    return test, recall_at_k(images["embedding"], captions["embedding"], ks=KS, names=("image", "speech"))
+
+
 def evaluate_run(cfg: RunConfig, in_dir=None, out_path=None) -> dict:
     started = time.perf_counter()
     in_dir = in_dir or embeddings_dir(cfg.run)
     image_view, caption_view = cfg.data.image_view, cfg.data.caption_view
-    test = read_embeddings(in_dir / "test.h5", [image_view, caption_view])
+    test, recall = _test_recall(cfg, in_dir / "test.h5")
     images, captions = test[image_view], test[caption_view]
-    if list(images["ids"]) != list(captions["ids"]):
-        from vgs.errors import StoreError
-        raise StoreError(f"{in_dir}/test.h5: the image and caption views are not aligned by datapoint id",
-                         hint=f"re-export: dvc repro mortazavi2020-export@{cfg.run}")
-    recall = recall_at_k(images["embedding"], captions["embedding"], ks=KS, names=("image", "speech"))
+    base = None
+    if cfg.train.restart is not None:
+        base_test, base_recall = _test_recall(cfg, in_dir / "test_base.h5")
+        history = base_test["attrs"].get("history", [])
+        base_epochs = [h for h in history if h.get("phase") == "base"]
+        base = {"recall": base_recall.as_row(), "best_epoch": base_test["attrs"]["best_epoch"],
+                "val_avgR10": base_test["attrs"]["val_avgR10"],
+                "train_wall_seconds": base_epochs[-1].get("elapsed_seconds") if base_epochs else None}
     store = FeatureStore(captions["attrs"]["store"])
     texts = store.transcripts[captions["index"]]
     oracle = image_caption_oracle(cfg.data.corpus_root, FeatureStore(images["attrs"]["store"]).corpus,
@@ -37,6 +53,7 @@ def evaluate_run(cfg: RunConfig, in_dir=None, out_path=None) -> dict:
         "test_pairs": int(recall.n), "recall": recall.as_row(),
         "oracle": None if oracle is None else oracle.as_row(),
         "best_epoch": attrs["best_epoch"], "best_phase": attrs["best_phase"], "val_avgR10": attrs["val_avgR10"],
+        "base": base,
         "data": attrs["data"], "synthetic_captions": bool(attrs["synthetic"]),
         "dropped_long_captions": attrs.get("dropped_long_captions"),
         "history": attrs.get("history", []), "parameters": attrs.get("parameters"),

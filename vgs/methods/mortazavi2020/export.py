@@ -6,6 +6,9 @@ schema), each with two views, "image" and the caption view (e.g. "en"):
       index      (N,)     row in the view's feature store
       labels     (N,)     -1 (digit scenes have no single class)
       embedding  (N, d)   L2-normalised embedding, from the epoch chosen on validation recall
+A run with a warm restart also gets val_base.h5 and test_base.h5: the same, at the best epoch of its
+first (CALR) phase, i.e. the run as it would have ended without the restart. So one training run
+yields both sides of the restart comparison (the paper restarted a finished run, too).
   attrs of /: method, run, split, best_epoch, best_phase, val_avgR10, data, synthetic (bool),
       config (JSON), train_wall_seconds, train_cpu_seconds, train_steps
   attrs of /<view>: store, corpus, language, transcripts are kept in the store (not here)
@@ -25,11 +28,12 @@ from vgs.utils.atomic import atomic_path
 SPLITS = ("val", "test")
 
 
-def load_trained(cfg: RunConfig, run_dir=None):
-    """The pair of encoders at the epoch chosen on validation recall, and the checkpoint."""
+def load_trained(cfg: RunConfig, run_dir=None, which: str = "best"):
+    """The pair of encoders at the epoch chosen on validation recall ("best"; "best_base": within the
+    first phase only), and the checkpoint."""
     ck = load_finished_checkpoint(run_dir or model_dir(cfg.run), cfg.fingerprint_config(), f"{METHOD}-train@{cfg.run}")
     pair = build_pair(cfg.model)
-    pair.load_state_dict(ck["task"]["best"]["state"])
+    pair.load_state_dict(ck["task"][which]["state"])
     pair.eval()
     return pair, ck
 
@@ -49,17 +53,28 @@ def validation_history(run_dir) -> list[dict]:
     log = run_dir / "train_log.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     last = {r["epoch"]: r for r in rows if r.get("end")}
-    keys = ("phase", "val_i2s_R10", "val_s2i_R10", "val_avgR10", "val_avgR1", "val_avgR5")
+    keys = ("phase", "val_i2s_R10", "val_s2i_R10", "val_avgR10", "val_avgR1", "val_avgR5", "elapsed_seconds")
     return [{"epoch": e + 1, **{k: last[e][k] for k in keys if k in last[e]}} for e in sorted(last)]
 
 
 def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews | None = None) -> dict:
     views = views or load_views(cfg)
     run_dir = run_dir or model_dir(cfg.run)
-    pair, ck = load_trained(cfg, run_dir)
     out_dir = out_dir or embeddings_dir(cfg.run)
+    choices = {"": "best"} if cfg.train.restart is None else {"": "best", "_base": "best_base"}
+    summary = {}
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for suffix, which in choices.items():
+            pair, ck = load_trained(cfg, run_dir, which)
+            summary.update({f"{split}{suffix}": n for split, n in
+                            _write_splits(cfg, views, pair, ck, ck["task"][which], run_dir, tmp, suffix).items()})
+    return summary
+
+
+def _write_splits(cfg: RunConfig, views: InstanceViews, pair, ck: dict, best: dict, run_dir, out_dir,
+                  suffix: str) -> dict:
     image_view, caption_view = cfg.data.image_view, cfg.data.caption_view
-    best = ck["task"]["best"]
     synthetic = caption_synthetic(views, caption_view)
     attrs = {"method": METHOD, "run": cfg.run, "best_epoch": int(best["epoch"]) + 1, "best_phase": best["phase"],
              "val_avgR10": float(best["val_r10"]), "data": cfg.data.data_name, "synthetic": synthetic,
@@ -68,20 +83,18 @@ def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews 
              "dropped_long_captions": {}, "history": validation_history(run_dir),
              "parameters": pair.parameter_counts()}
     summary = {}
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir(parents=True)
-        for split in SPLITS:
-            tuples = views.tuples(split)
-            image_emb, caption_emb = encode_tuples(pair, views, caption_view, tuples, cfg.export_batch)
-            ids = views.datapoint_ids(tuples[:, 0])
-            labels = np.full(len(ids), -1, dtype=np.int64)
-            attrs["dropped_long_captions"][split] = views.dropped_long.get(split, 0)
-            write_embeddings(tmp / f"{split}.h5", {
-                image_view: {"ids": ids, "labels": labels, "index": tuples[:, 0], "embedding": image_emb},
-                caption_view: {"ids": ids, "labels": labels, "index": tuples[:, 1], "embedding": caption_emb},
-            }, {**attrs, "split": split}, view_attrs={
-                image_view: {"store": str(views.stores[image_view].path), "modality": "image"},
-                caption_view: {"store": str(views.stores[caption_view].path), "modality": "audio",
-                               "language": caption_view, "synthetic": synthetic}})
-            summary[split] = len(ids)
+    for split in SPLITS:
+        tuples = views.tuples(split)
+        image_emb, caption_emb = encode_tuples(pair, views, caption_view, tuples, cfg.export_batch)
+        ids = views.datapoint_ids(tuples[:, 0])
+        labels = np.full(len(ids), -1, dtype=np.int64)
+        attrs["dropped_long_captions"][split] = views.dropped_long.get(split, 0)
+        write_embeddings(out_dir / f"{split}{suffix}.h5", {
+            image_view: {"ids": ids, "labels": labels, "index": tuples[:, 0], "embedding": image_emb},
+            caption_view: {"ids": ids, "labels": labels, "index": tuples[:, 1], "embedding": caption_emb},
+        }, {**attrs, "split": split}, view_attrs={
+            image_view: {"store": str(views.stores[image_view].path), "modality": "image"},
+            caption_view: {"store": str(views.stores[caption_view].path), "modality": "audio",
+                           "language": caption_view, "synthetic": synthetic}})
+        summary[split] = len(ids)
     return summary

@@ -1,4 +1,4 @@
-"""results/pvae2018: Table 1, Figure 3, t-SNE figures, metrics.json and report.md.
+"""results/pvae2018: Table 1, Figure 3, t-SNE figures, metrics.json (headline), details.json and report.md.
 
 Reads each model's evaluation (data/eval/pvae2018/<model>.json) and training summary
 (data/models/pvae2018/<model>/summary.json); the generation figures (Figures 4-5) are written by
@@ -17,7 +17,8 @@ import numpy as np  # noqa: E402
 
 from vgs.methods.pvae2018.figures import FIGURES  # noqa: E402
 from vgs.methods.pvae2018.paper import DISPLAY_NAMES, NOT_IN_PAPER, TABLE1  # noqa: E402
-from vgs.report.tables import hardware_summary, markdown_table, write_csv, write_metrics  # noqa: E402
+from vgs.report.metrics import table_number, write_results  # noqa: E402
+from vgs.report.tables import hardware_summary, markdown_table, write_csv  # noqa: E402
 from vgs.store.feature_store import FeatureStore  # noqa: E402
 from vgs.utils.atomic import atomic_path, atomic_write_text  # noqa: E402
 
@@ -27,6 +28,9 @@ COLUMNS = ["model", "latent_speech", "latent_image", "purity_speech_paper", "pur
            "purity_image_paper", "purity_image_ours", "purity_speech_ours_val", "purity_image_ours_val",
            "purity_speech_paper_secuvoice", "purity_image_paper_secuvoice", "data"]
 TARGETS = {"z_s_min": 0.97, "style_max": 0.35}
+DIGITS = 4
+# plot_purity.csv: one bar pair (ours, paper) per model, latent and modality, for `dvc plots show`.
+PLOT_COLUMNS = ["latent", "purity_ours", "purity_paper"]
 
 
 def data_description(audio_store: str, image_store: str) -> str:
@@ -46,7 +50,7 @@ def table1_rows(evals: dict, data: str) -> list[dict]:
     rows = []
     for model, lat_sp, lat_im, tidigit, secu in TABLE1:
         rows.append({
-            "model": DISPLAY_NAMES[model], "latent_speech": lat_sp or "", "latent_image": lat_im or "",
+            "run": model, "model": DISPLAY_NAMES[model], "latent_speech": lat_sp or "", "latent_image": lat_im or "",
             "purity_speech_paper": tidigit[0], "purity_image_paper": tidigit[1],
             "purity_speech_ours": _purity(evals, model, "audio", lat_sp),
             "purity_image_ours": _purity(evals, model, "image", lat_im),
@@ -59,7 +63,7 @@ def table1_rows(evals: dict, data: str) -> list[dict]:
             continue
         absent = "not in paper"
         rows.append({
-            "model": DISPLAY_NAMES[model], "latent_speech": lat_sp, "latent_image": lat_im,
+            "run": model, "model": DISPLAY_NAMES[model], "latent_speech": lat_sp, "latent_image": lat_im,
             "purity_speech_paper": absent, "purity_image_paper": absent,
             "purity_speech_ours": _purity(evals, model, "audio", lat_sp),
             "purity_image_ours": _purity(evals, model, "image", lat_im),
@@ -68,6 +72,32 @@ def table1_rows(evals: dict, data: str) -> list[dict]:
             "purity_speech_paper_secuvoice": absent, "purity_image_paper_secuvoice": absent,
             "data": data})
     return rows
+
+
+def headline(rows: list[dict]) -> dict:
+    """metrics.json: per model, the test purities of Table 1 as printed, named after the table's
+    columns and the row's latent (`pvae.purity_speech_z_s`, `pvae.purity_image_z_i`)."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        for modality in ("speech", "image"):
+            number = table_number(r[f"purity_{modality}_ours"], DIGITS)
+            if number is not None:
+                out.setdefault(r["run"], {})[f"purity_{modality}_{r[f'latent_{modality}']}"] = number
+    return out
+
+
+def plot_rows(rows: list[dict]) -> list[dict]:
+    """Table 1 in long form, one row per bar: the table has two latents and two modalities per row."""
+    bars = []
+    for r in rows:
+        for modality in ("speech", "image"):
+            if r[f"purity_{modality}_ours"] is None:
+                continue
+            paper = r[f"purity_{modality}_paper"]
+            bars.append({"latent": f"{r['run']} {r[f'latent_{modality}']} {modality}",
+                         "purity_ours": r[f"purity_{modality}_ours"],
+                         "purity_paper": paper if isinstance(paper, float) else None})
+    return bars
 
 
 def check_targets(evals: dict) -> dict:
@@ -132,7 +162,8 @@ def build_report(evals: dict, summaries: dict, out_dir: str | Path, data: str, c
                  generate_info: dict | None = None) -> dict:
     out_dir = Path(out_dir)
     rows = table1_rows(evals, data)
-    write_csv(out_dir / "table1.csv", rows, COLUMNS, digits=4)
+    write_csv(out_dir / "table1.csv", rows, COLUMNS, digits=DIGITS)
+    write_csv(out_dir / "plot_purity.csv", plot_rows(rows), PLOT_COLUMNS, digits=DIGITS)
     figure3(evals, out_dir / "figure3_inertia.png")
     tsne_files = []
     if "pvae" in evals and "tsne" in evals["pvae"]:
@@ -146,7 +177,7 @@ def build_report(evals: dict, summaries: dict, out_dir: str | Path, data: str, c
     targets = check_targets(evals)
     train_cpu = sum(s.get("cpu_seconds", 0) for s in summaries.values())
     train_wall = sum(s.get("wall_seconds", 0) for s in summaries.values())
-    metrics = {
+    details = {
         "data": data,
         "purity": {m: e["purity"] for m, e in evals.items()},
         "pooled_z_s": {m: e["pooled_z_s"] for m, e in evals.items() if "pooled_z_s" in e},
@@ -158,18 +189,18 @@ def build_report(evals: dict, summaries: dict, out_dir: str | Path, data: str, c
         "training_wall_seconds_total": round(train_wall, 1),
         "eval_cpu_seconds_total": round(sum(e.get("cpu_seconds", 0) for e in evals.values()), 1),
     }
-    write_metrics(out_dir / "metrics.json", metrics)
-    atomic_write_text(out_dir / "report.md", render_markdown(rows, metrics, summaries, data, config, tsne_files,
+    write_results(out_dir, headline(rows), details)
+    atomic_write_text(out_dir / "report.md", render_markdown(rows, details, summaries, data, config, tsne_files,
                                                              generate_info))
-    return metrics
+    return details
 
 
 def _fmt(v, digits=4):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
-def render_markdown(rows, metrics, summaries, data, config, tsne_files, generate_info) -> str:
-    t = metrics["targets"]
+def render_markdown(rows, details, summaries, data, config, tsne_files, generate_info) -> str:
+    t = details["targets"]
     lines = [
         "# PVAE (Hsu & Glass 2018): Table 1, Figures 3-5 and appendix C",
         "",
@@ -196,7 +227,7 @@ def render_markdown(rows, metrics, summaries, data, config, tsne_files, generate
                 else _fmt(value))
         lines.append(f"| {k} | {text} | {'yes' if v['met'] else '**no**'} |")
     lines += ["", "## Figure 3: inertia of k-means on z_s against k", "", "![inertia](figure3_inertia.png)", ""]
-    pooled = metrics.get("pooled_z_s", {})
+    pooled = details.get("pooled_z_s", {})
     if pooled:
         lines += ["z_s of both modalities pooled (equal numbers per modality, shared evaluation suite): joint purity "
                   "and the modality SVM accuracy (0.5 = z_s does not reveal its modality).", "",
@@ -222,9 +253,9 @@ def render_markdown(rows, metrics, summaries, data, config, tsne_files, generate
         load = s.get("loadavg_start")
         lines.append(f"| {DISPLAY_NAMES.get(m, m)} | {s.get('epochs')} | {s.get('steps')} | {s.get('cpu_seconds')} | "
                      f"{s.get('wall_seconds')} | {s.get('torch_threads')} | {f'{load[0]:.2f}' if load else 'n/a'} |")
-    lines += ["", f"Training total: {metrics['training_cpu_seconds_total']:.0f} CPU s, "
-              f"{metrics['training_wall_seconds_total']:.0f} wall s; evaluation (k-means, t-SNE, SVM): "
-              f"{metrics['eval_cpu_seconds_total']:.0f} CPU s.", ""]
+    lines += ["", f"Training total: {details['training_cpu_seconds_total']:.0f} CPU s, "
+              f"{details['training_wall_seconds_total']:.0f} wall s; evaluation (k-means, t-SNE, SVM): "
+              f"{details['eval_cpu_seconds_total']:.0f} CPU s.", ""]
     lines += ["## Configuration", "", "```json", json.dumps(config, indent=1, sort_keys=True), "```", ""]
     lines += ["## Comparison with the paper", ""] + comparison_paragraph(rows, t)
     if generate_info:

@@ -1,4 +1,5 @@
-"""results/smart: Table 1 (paper value beside ours), the conversion figure, metrics.json, report.md."""
+"""results/smart: Table 1 (paper value beside ours), the conversion figure, metrics.json (headline),
+details.json, report.md."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,8 @@ from vgs.methods.smart import PAPER_ID, STYLES
 from vgs.methods.smart.io import SAMPLES_FILE, eval_dir, load_record, load_samples
 from vgs.params import Params
 from vgs.paths import results_dir
-from vgs.report.tables import hardware_summary, markdown_table, write_csv, write_metrics
+from vgs.report.metrics import table_number, write_results
+from vgs.report.tables import hardware_summary, markdown_table, write_csv
 from vgs.utils.atomic import atomic_path, atomic_write_text
 
 # Table 1 of Liu et al., accuracy in percent (all six cells survived the text extraction).
@@ -21,6 +23,9 @@ PAPER = {
 }
 COLUMNS = ["approach", "style", "data", "n_test", "acc_paper", "acc_ours"]
 TARGETS = {"mlc": 0.98, "glc": 0.90, "conversion": 0.90}
+DIGITS = 2
+# plot_accuracy.csv: ours beside the paper's per judge and per style and direction, for `dvc plots show`.
+PLOT_COLUMNS = ["conversion", "acc_ours", "acc_paper"]
 
 
 def _corpus_name(corpus: str) -> str:
@@ -34,20 +39,39 @@ def table_rows(records: dict[str, dict]) -> list[dict]:
     aud_test = f"{aud} test" + (f" ({spk} speakers)" if spk else "")
     judges = first["judges"]
     rows = [
-        {"approach": "MNIST label classifier (MLC)", "style": "", "data": f"{img} test",
+        {"key": "mlc", "approach": "MNIST label classifier (MLC)", "style": "", "data": f"{img} test",
          "n_test": judges["mlc"]["test_items"], "acc_paper": PAPER["mlc"], "acc_ours": 100 * judges["mlc"]["test_acc"]},
-        {"approach": f"audio label classifier (GLC; paper: GCDD, ours: {aud})", "style": "", "data": aud_test,
-         "n_test": judges["glc"]["test_items"], "acc_paper": PAPER["glc"], "acc_ours": 100 * judges["glc"]["test_acc"]},
+        {"key": "glc", "approach": f"audio label classifier (GLC; paper: GCDD, ours: {aud})", "style": "",
+         "data": aud_test, "n_test": judges["glc"]["test_items"], "acc_paper": PAPER["glc"],
+         "acc_ours": 100 * judges["glc"]["test_acc"]},
     ]
     for style, rec in records.items():
         m = rec["metrics"]
-        rows.append({"approach": "image -> E_I -> T_I->A -> D_A -> GLC", "style": style, "data": f"{img} test",
-                     "n_test": m["image_to_audio_test_items"], "acc_paper": PAPER[(style, "image_to_audio")],
-                     "acc_ours": 100 * m["image_to_audio_test_acc"]})
-        rows.append({"approach": "audio -> E_A -> T_A->I -> D_I -> MLC", "style": style, "data": aud_test,
-                     "n_test": m["audio_to_image_test_items"], "acc_paper": PAPER[(style, "audio_to_image")],
-                     "acc_ours": 100 * m["audio_to_image_test_acc"]})
+        rows.append({"key": "image_to_audio", "approach": "image -> E_I -> T_I->A -> D_A -> GLC", "style": style,
+                     "data": f"{img} test", "n_test": m["image_to_audio_test_items"],
+                     "acc_paper": PAPER[(style, "image_to_audio")], "acc_ours": 100 * m["image_to_audio_test_acc"]})
+        rows.append({"key": "audio_to_image", "approach": "audio -> E_A -> T_A->I -> D_I -> MLC", "style": style,
+                     "data": aud_test, "n_test": m["audio_to_image_test_items"],
+                     "acc_paper": PAPER[(style, "audio_to_image")], "acc_ours": 100 * m["audio_to_image_test_acc"]})
     return rows
+
+
+def headline(rows: list[dict]) -> dict:
+    """metrics.json: Table 1's `acc_ours` as printed (percent): `mlc_acc`, `glc_acc` and per style
+    `image_to_audio_acc`, `audio_to_image_acc`."""
+    out: dict = {}
+    for r in rows:
+        name = f"{r['key']}_acc"
+        if r["style"]:
+            out.setdefault(r["style"], {})[name] = table_number(r["acc_ours"], DIGITS)
+        else:
+            out[name] = table_number(r["acc_ours"], DIGITS)
+    return out
+
+
+def plot_rows(rows: list[dict]) -> list[dict]:
+    return [{"conversion": (f"{r['style']} {r['key'].replace('_to_', '->')}" if r["style"] else r["key"].upper()),
+             "acc_ours": r["acc_ours"], "acc_paper": r["acc_paper"]} for r in rows]
 
 
 def conversion_figure(path: Path, samples: dict[str, dict]) -> None:
@@ -128,11 +152,12 @@ def write_report(params: Params, out: Path | None = None) -> Path:
     rows = table_rows(records)
     first = next(iter(records.values()))
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "table1.csv", rows, COLUMNS, digits=2)
+    write_csv(out / "table1.csv", rows, COLUMNS, digits=DIGITS)
+    write_csv(out / "plot_accuracy.csv", plot_rows(rows), PLOT_COLUMNS, digits=DIGITS)
     conversion_figure(out / "conversions.png", samples)
 
     judges = first["judges"]
-    metrics = {"mlc_test_acc": judges["mlc"]["test_acc"], "glc_test_acc": judges["glc"]["test_acc"],
+    details = {"mlc_test_acc": judges["mlc"]["test_acc"], "glc_test_acc": judges["glc"]["test_acc"],
                "data": first["data"], "profile": params.profile()}
     timing = {"judges": {"wall_seconds": judges["mlc"]["wall_seconds"] + judges["glc"]["wall_seconds"],
                          "cpu_seconds": judges["mlc"]["cpu_seconds"] + judges["glc"]["cpu_seconds"]}}
@@ -140,23 +165,24 @@ def write_report(params: Params, out: Path | None = None) -> Path:
         m = rec["metrics"]
         for key in ("image_to_audio_test_acc", "audio_to_image_test_acc", "image_to_audio_val_acc",
                     "audio_to_image_val_acc", "image_reconstruction_test_acc", "audio_reconstruction_test_acc"):
-            metrics[f"{style}_{key}"] = m[key]
+            details[f"{style}_{key}"] = m[key]
         tr = rec["training"]
         timing[f"train {style}"] = {"wall_seconds": tr.get("wall_seconds"), "cpu_seconds": tr.get("cpu_seconds")}
         timing[f"evaluate {style}"] = {"wall_seconds": m["wall_seconds"], "cpu_seconds": m["cpu_seconds"]}
     total_wall = sum(t["wall_seconds"] or 0 for t in timing.values())
     total_cpu = sum(t["cpu_seconds"] or 0 for t in timing.values())
-    metrics["wall_seconds_total"] = round(total_wall, 1)
-    metrics["cpu_seconds_total"] = round(total_cpu, 1)
-    metrics["targets_met"] = {
-        "mlc": metrics["mlc_test_acc"] >= TARGETS["mlc"],
-        "glc": metrics["glc_test_acc"] >= TARGETS["glc"],
+    details["wall_seconds_total"] = round(total_wall, 1)
+    details["cpu_seconds_total"] = round(total_cpu, 1)
+    details["timing"] = timing
+    details["targets_met"] = {
+        "mlc": details["mlc_test_acc"] >= TARGETS["mlc"],
+        "glc": details["glc_test_acc"] >= TARGETS["glc"],
         "conversion_both_directions_one_style": any(
             min(records[s]["metrics"]["image_to_audio_test_acc"], records[s]["metrics"]["audio_to_image_test_acc"])
             >= TARGETS["conversion"] for s in STYLES),
     }
-    write_metrics(out / "metrics.json", metrics)
-    atomic_write_text(out / "report.md", _report_text(records, rows, metrics, timing))
+    write_results(out, headline(rows), details)
+    atomic_write_text(out / "report.md", _report_text(records, rows, details, timing))
     return out
 
 

@@ -1,0 +1,312 @@
+"""Results read with DVC's own commands (README, "Reading results with DVC"): metrics.json holds a
+paper's headline numbers only and details.json the rest (vgs/report/metrics.py), every figure and
+result curve is a declared plot, `dvc metrics diff` after a one-key params change names the
+changed headline numbers and nothing else, and `.venv/bin/dvc repro` runs the stages with the
+venv's python without the venv being activated.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from vgs.report.metrics import (DETAILS_FILE, METRICS_FILE, HeadlineError, flatten_headline, headline_cells,
+                                read_details, table_number, write_results)
+
+REPO = Path(__file__).resolve().parents[1]
+# The papers whose reports follow the convention; a new paper joins when its report uses write_results.
+PAPERS = ("leidal2017", "pvae2018", "smart")
+# The issue's bound for one `dvc metrics show` row of these papers.
+MAX_COLUMNS = 60
+VENV_BIN = Path(sys.executable).parent
+
+
+def run(argv, cwd, env=None, timeout=1800) -> str:
+    out = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{argv} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+    return out.stdout + out.stderr
+
+
+def dvc_env(**extra) -> dict:
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", **extra}
+
+
+def dvc_json(args, cwd, env=None):
+    """`dvc <args> --json`: its stdout, whatever DVC warns about on stderr (a missing file of a
+    paper not built yet)."""
+    out = subprocess.run([str(VENV_BIN / "dvc"), *args, "--json"], cwd=cwd, env=env or dvc_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+    return json.loads(out.stdout)
+
+
+def dvc_yaml() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())
+
+
+def entries(items) -> dict:
+    """{path: flags} of a stage's outs/metrics/plots list."""
+    out = {}
+    for item in items or []:
+        out.update({item: {}} if isinstance(item, str) else item)
+    return out
+
+
+def top_level_plots() -> dict:
+    return entries(dvc_yaml().get("plots"))
+
+
+# -- the shared helper -----------------------------------------------------------------------------
+def test_headline_is_flat_or_one_level_of_runs_of_numbers():
+    assert flatten_headline({"mlc_acc": 98.81, "hybrid": {"image_to_audio_acc": 97.15}}) == {
+        "mlc_acc": 98.81, "hybrid.image_to_audio_acc": 97.15}
+    for bad, message in (({"run": {"split": {"purity": 0.5}}}, "one level of run names"),
+                         ({"data": "MNIST + FSDD"}, "numbers"), ({"met": True}, "numbers"),
+                         ({"nan": float("nan")}, "numbers"), ({"ig0.purity": 0.5}, "without dots"),
+                         ({}, "empty")):
+        with pytest.raises(HeadlineError, match=message):
+            flatten_headline(bad)
+    with pytest.raises(HeadlineError, match="41 headline numbers, more than 40"):
+        flatten_headline({f"run{i}": 0.5 for i in range(41)})
+
+
+def test_headline_values_are_the_table_cells(tmp_path):
+    assert table_number(0.95555, 3) == 0.956 and table_number(97.1499, 2) == 97.15
+    assert table_number(None) is None and table_number(300) == 300 and isinstance(table_number(300), int)
+    row = {"purity_ours": 0.95555, "purity_paper": 0.984, "svm_acc_ours": None}
+    assert headline_cells(row, ["purity_ours", "svm_acc_ours"]) == {"purity": 0.956}
+    write_results(tmp_path, {"ig0": {"purity": 0.956}}, {"timing": {"train_wall_seconds": 80.2}})
+    assert json.loads((tmp_path / METRICS_FILE).read_text()) == {"ig0": {"purity": 0.956}}
+    assert read_details(tmp_path) == {"timing": {"train_wall_seconds": 80.2}}
+    with pytest.raises(HeadlineError):
+        write_results(tmp_path / "bad", {"timing": {"train": {"wall": 1.0}}}, {})
+    assert not (tmp_path / "bad").exists()
+
+
+# -- the committed results and their dvc.yaml declarations -----------------------------------------
+@pytest.mark.parametrize("paper", PAPERS)
+def test_committed_metrics_are_the_table_numbers(paper):
+    out = REPO / "results" / paper
+    headline = flatten_headline(json.loads((out / METRICS_FILE).read_text()))
+    # Every `_ours` cell of Table 1 is one headline number, and nothing else is.
+    with open(out / "table1.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells = [float(r[c]) for r in rows for c in r if c.endswith("_ours") and r[c] not in ("", "not in paper")]
+    assert sorted(headline.values()) == sorted(cells)
+    assert read_details(out), f"{out / DETAILS_FILE} is empty"
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_report_stage_declares_headline_details_and_every_figure(paper):
+    from dvc_render.vega_templates import TEMPLATES
+
+    stages = dvc_yaml()["stages"]
+    stage = stages[f"{paper}-report"]
+    folder = f"results/{paper}"
+    metrics, outs, plots = (entries(stage.get(k)) for k in ("metrics", "outs", "plots"))
+    assert list(metrics) == [f"{folder}/{METRICS_FILE}"] and metrics[f"{folder}/{METRICS_FILE}"] == {"cache": False}
+    assert outs[f"{folder}/{DETAILS_FILE}"] == {"cache": False}
+    # Any stage may write into results/<paper>/ (PVAE's generate stage writes Figures 4-5).
+    declared = {}
+    for s in stages.values():
+        body = s.get("do", s)
+        for key in ("outs", "metrics", "plots"):
+            declared.update({p: key for p in entries(body.get(key)) if p.startswith(folder + "/")})
+    top = top_level_plots()
+    curves = [(file, plot_id, props) for plot_id, props in top.items() if props
+              for file in (props.get("y") or {}) if file.startswith(folder + "/")]
+    on_disk = sorted(p.relative_to(REPO).as_posix() for p in (REPO / folder).iterdir()
+                     if p.is_file() and not p.name.startswith("."))
+    for path in on_disk:
+        assert path in declared, f"{path} is written into results/ but no stage declares it"
+        if path.endswith((".png", ".svg", ".jpg")):
+            assert declared[path] == "plots" or path in top, f"figure {path} is not a plot"
+    assert curves, f"no curve of {folder} is a plot"
+    for file, plot_id, props in curves:
+        header = (REPO / file).read_text().splitlines()[0].split(",")
+        for key in ("x", "y", "x_label", "y_label", "title", "template"):
+            assert props.get(key), f"plot {plot_id!r} has no {key}"
+        assert props["x"] in header and set(props["y"][file]) <= set(header), plot_id
+        template = props["template"]
+        assert (template in {t.DEFAULT_NAME for t in TEMPLATES}
+                or (REPO / ".dvc" / "plots" / f"{template}.json").is_file()), f"no template {template!r}"
+
+
+def repo_copy(dest: Path) -> Path:
+    """The results and the pipeline definition in a git repository of their own, so that DVC's
+    read commands run without touching the project (whose `dvc repro` may hold its lock)."""
+    dest.mkdir()
+    for name in ("results", "dvc-plots"):
+        shutil.copytree(REPO / name, dest / name)
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        shutil.copy(REPO / name, dest / name)
+    (dest / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", dest / ".dvc" / "config")
+    shutil.copytree(REPO / ".dvc" / "plots", dest / ".dvc" / "plots")
+    run(["git", "init", "-q"], dest)
+    return dest
+
+
+def test_dvc_metrics_show_prints_the_headline_and_plots_load(tmp_path):
+    proj = repo_copy(tmp_path / "copy")
+    files = dvc_json(["metrics", "show"], proj)[""]["data"]
+    columns = 0
+    for paper in PAPERS:
+        path = f"results/{paper}/{METRICS_FILE}"
+        printed = flatten_headline(files[path]["data"])
+        assert printed == flatten_headline(json.loads((REPO / path).read_text()))
+        columns += len(printed)
+    assert columns <= MAX_COLUMNS
+
+    plots = dvc_json(["plots", "show"], proj)
+    ours = {name: data for name, data in plots["data"].items() if any(p in name for p in PAPERS)}
+    assert len([n for n in ours if n in top_level_plots()]) == len(top_level_plots())
+    errors = [e for e in plots.get("errors", []) if any(p in str(e) for p in PAPERS)]
+    assert not errors, errors
+    assert all(ours.values()), [n for n, d in ours.items() if not d]
+
+
+# -- `dvc metrics diff` after a one-key change, on a tiny real Leidal pipeline ---------------------
+LEIDAL_STAGES = ("leidal2017-train", "leidal2017-export", "leidal2017-evaluate", "leidal2017-report")
+
+
+def tiny_leidal_stores(proj: Path) -> None:
+    """Digit-coded 8x8 'images' and 6-bin 'utterances' (as tests/test_leidal2017.py's tiny run)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_stores import write_tiny_store
+
+    from vgs.pairing import View, build_pairs
+
+    rng = np.random.default_rng(0)
+    images, audio = [], []
+    for split, per_class in (("train", 4), ("val", 2), ("test", 2)):
+        for label in range(10):
+            for k in range(per_class):
+                img = rng.uniform(0, 0.2, (8, 8)).astype(np.float32)
+                img[label // 5 * 4:(label // 5 + 1) * 4, label % 5] = 1.0
+                images.append((f"img-{split}-{label}-{k}", img, label, split, ""))
+                feats = rng.normal(0, 0.3, (int(rng.integers(6, 16)), 6)).astype(np.float32)
+                feats[:, label % 6] += 2.0 + label // 6
+                audio.append((f"utt-{split}-{label}-{k}", feats, label, split, f"spk{k % 2}"))
+    # A pair store records its stores' paths as given: relative, as params.yaml names them.
+    with contextlib.chdir(proj):
+        write_tiny_store("stores/img.zarr", images, "mnist", "image", item_shape=(8, 8))
+        write_tiny_store("stores/aud.zarr", audio, "fsdd", "audio")
+        build_pairs([View("image", "stores/img.zarr"), View("audio", "stores/aud.zarr")], "stores/pairs.zarr",
+                    seed=5, epochs={"train": 3, "val": 1, "test": 1})
+
+
+def tiny_leidal_project(proj: Path) -> None:
+    proj.mkdir()
+    shutil.copytree(REPO / "vgs", proj / "vgs", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (proj / "stages").mkdir()
+    for name in ("train", "export", "evaluate", "report"):
+        shutil.copy(REPO / "stages" / f"leidal2017_{name}.py", proj / "stages")
+    real = dvc_yaml()
+    # The report stage exactly as the project declares it: its metrics, details and plots.
+    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {k: real["stages"][k] for k in LEIDAL_STAGES}},
+                                                  sort_keys=False))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    leidal = params["leidal2017"]
+    leidal["data"] = {"pairs": "stores/pairs.zarr", "image_store": "stores/img.zarr", "audio_store": "stores/aud.zarr"}
+    leidal["model"] = {"z_dim": 8, "num_frames": 10}
+    leidal["train"].update(num_samples=3, batch_pairs=8, lr=1e-3, epochs=3, pairs_per_epoch=24, val_pairs=8,
+                           num_threads=1, precision="fp32")
+    leidal["export"] = {"split": "test", "num_samples": 4, "batch_size": 7}
+    leidal["eval"].update(svm_per_modality=30, svm_train=40, tsne_per_modality=10)
+    leidal["profiles"] = {"paper": {}, "cpu": {}}
+    leidal["runs"] = {"ig0": {"lambda_ig": 0.0}, "ig1": {"lambda_ig": 1.0}}
+    (proj / "params.yaml").write_text(yaml.safe_dump({"profile": params["profile"], "seed": params["seed"],
+                                                      "leidal2017": leidal}, sort_keys=False))
+    tiny_leidal_stores(proj)
+    (proj / ".gitignore").write_text("/stores/\n__pycache__/\n")
+
+
+@pytest.mark.slow
+def test_metrics_diff_after_one_params_change_names_only_the_changed_headline(tmp_path):
+    proj = tmp_path / "proj"
+    tiny_leidal_project(proj)
+    env = dvc_env(PYTHONPATH=str(proj), PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    dvc = VENV_BIN / "dvc"
+    for argv in (["git", "init", "-q"], ["git", "config", "user.email", "tests@vgs.invalid"],
+                 ["git", "config", "user.name", "vgs tests"], [dvc, "init", "-q"], [dvc, "repro"],
+                 ["git", "add", "-A"], ["git", "commit", "-qm", "tiny leidal2017"]):
+        run(argv, proj, env=env)
+    before = json.loads((proj / "results/leidal2017" / METRICS_FILE).read_text())
+    assert set(flatten_headline(before)) == {"ig0.purity", "ig0.svm_acc", "ig1.purity", "ig1.svm_acc"}
+
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["leidal2017"]["runs"]["ig1"]["lambda_ig"] = 0.01
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    again = run([dvc, "repro"], proj, env=env)
+    assert "Running stage 'leidal2017-train@ig1'" in again and "leidal2017-train@ig0'" not in again.replace(
+        "Stage 'leidal2017-train@ig0' didn't change", "")
+
+    diff = dvc_json(["metrics", "diff"], proj, env)
+    changed = set(diff.get("results/leidal2017/metrics.json", {}))
+    # The re-run's timings, sample counts and SVM settings are in details.json, which changed too,
+    # but DVC does not read it as a metric; the untouched run does not appear.
+    assert changed and changed <= {"ig1.purity", "ig1.svm_acc"}, diff
+    assert set(diff) == {"results/leidal2017/metrics.json"}, diff
+    details = json.loads((proj / "results/leidal2017" / DETAILS_FILE).read_text())
+    assert details["runs"]["ig1"]["lambda_ig"] == 0.01
+    params_diff = dvc_json(["params", "diff"], proj, env)
+    assert set(params_diff["params.yaml"]) == {"leidal2017.runs.ig1.lambda_ig"}
+
+
+# -- `.venv/bin/dvc repro` without an activated venv -----------------------------------------------
+PROBE = """import json, sys
+import vgs
+json.dump({"executable": sys.executable, "prefix": sys.prefix, "vgs": vgs.__file__}, open("probe.json", "w"))
+"""
+
+
+def test_venv_dvc_runs_stage_commands_with_the_venv_python(tmp_path):
+    """Stage commands say `python`; started as .venv/bin/dvc with a PATH that lacks .venv/bin (the
+    venv not activated), they still get the venv's interpreter, which imports vgs. The venv's
+    vgs-venv-path.pth (Makefile, install) does it."""
+    pth = [Path(p) / "vgs-venv-path.pth" for p in sys.path if p.endswith("site-packages")]
+    assert any(p.is_file() for p in pth), "the venv has no vgs-venv-path.pth: run `make install`"
+    proj = tmp_path / "probe"
+    proj.mkdir()
+    (proj / "probe.py").write_text(PROBE)
+    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"probe": {
+        "cmd": "python probe.py", "deps": ["probe.py"], "outs": [{"probe.json": {"cache": False}}]}}}))
+    bare = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    bare.update(PATH=os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin") if Path(p).is_dir()),
+                DVC_NO_ANALYTICS="1")
+    assert str(VENV_BIN) not in bare["PATH"]
+    run([VENV_BIN / "dvc", "init", "--no-scm", "-q"], proj, env=bare)
+    run([VENV_BIN / "dvc", "repro"], proj, env=bare)
+    probe = json.loads((proj / "probe.json").read_text())
+    assert probe["prefix"] == sys.prefix, probe
+    assert Path(probe["executable"]).parent == VENV_BIN
+    assert Path(probe["vgs"]).resolve().is_relative_to(REPO)
+
+
+# -- figures in the Prefect report artifacts --------------------------------------------------------
+def test_report_images_travel_as_data_uris(tmp_path):
+    from PIL import Image
+
+    from pipeline.artifacts import embed_images
+
+    paper = tmp_path / "results" / "paper"
+    paper.mkdir(parents=True)
+    Image.new("RGB", (3, 2), "red").save(paper / "fig 1.png")
+    (tmp_path / "results" / "secret.png").write_bytes((paper / "fig 1.png").read_bytes())
+    markdown = ("![one](fig%201.png)\n\nText ![titled](fig%201.png \"a title\")\n\n![web](https://example.org/x.png) "
+                "![gone](missing.png) ![outside](../secret.png)\n\n```\n![code](fig%201.png)\n```\n")
+    out = embed_images(markdown, paper)
+    assert out.count("data:image/png;base64,") == 2
+    assert out.startswith("![one](data:image/png;base64,iVBOR") and '.png "a title")' not in out
+    for kept in ("https://example.org/x.png", "missing.png", "../secret.png", "```\n![code](fig%201.png)\n```"):
+        assert kept in out
