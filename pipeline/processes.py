@@ -64,7 +64,7 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+def still_running(procs: list[psutil.Process]) -> list[psutil.Process]:
     alive = []
     for proc in procs:
         try:
@@ -77,10 +77,10 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
-    left = _alive(procs)
+    left = still_running(procs)
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
-        left = _alive(left)
+        left = still_running(left)
     return left
 
 
@@ -122,7 +122,7 @@ def _kill_rest(root: psutil.Process, under: list[psutil.Process], own_group: boo
     late = _descendants(root.pid)          # started after the snapshot, if DVC still runs
     if own_group:
         kill_group(root.pid)
-    for proc in _alive(under + late + [root]):
+    for proc in still_running(under + late + [root]):
         _send(proc, signal.SIGKILL)
 
 

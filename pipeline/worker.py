@@ -37,7 +37,7 @@ from typing import Callable
 
 import psutil
 
-from pipeline.processes import STOP_GRACE_SECONDS, end_dvc_tree, kill_group
+from pipeline.processes import STOP_GRACE_SECONDS, end_dvc_tree, kill_group, still_running
 from vgs.utils.threads import RUNNER_ENV, registered_runner
 
 FLOW_RUN_ENV = "PREFECT__FLOW_RUN_ID"        # Prefect sets it for every flow-run process
@@ -85,17 +85,6 @@ def _experiment_name(proc: psutil.Process) -> str | None:
         i = argv.index("-n")
         return argv[i + 1] if i + 1 < len(argv) else None
     return None
-
-
-def _alive(procs) -> list[psutil.Process]:
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            continue
-    return alive
 
 
 @dataclass
@@ -229,11 +218,11 @@ class WorkerSupervisor:
 
     def _wait(self, procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
         deadline = time.monotonic() + timeout
-        left = _alive(procs)
+        left = still_running(procs)
         while left and not self.hurry and time.monotonic() < deadline:
             self._end_orphans()
             time.sleep(0.5)
-            left = _alive(left)
+            left = still_running(left)
         return left
 
     def _stop_flow_runs(self, runs: dict[str, FlowRunProcesses], grace: float) -> None:
