@@ -1,4 +1,6 @@
 """The shared trainer: a killed run resumes to bit-identical weights; stale checkpoints are not resumed."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,23 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     resumed = _fit(tmp_path / "killed")
     for a, b in zip(reference.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_resume_never_writes_through_a_hard_link_into_the_cache(tmp_path):
+    """.dvc/config shares outputs with the cache by hard link; resuming appends to the log."""
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "run", stop_after=11)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cached = {}
+    for path in sorted((tmp_path / "run").iterdir()):
+        os.link(path, cache / path.name)
+        os.chmod(path, 0o444)  # as DVC leaves a linked output
+        cached[path.name] = path.read_bytes()
+    _fit(tmp_path / "run")
+    assert {p.name: p.read_bytes() for p in sorted(cache.iterdir())} == cached
+    assert all(p.stat().st_nlink == 1 for p in (tmp_path / "run").iterdir())
+    assert (tmp_path / "run" / "train_log.jsonl").read_bytes() != cached["train_log.jsonl"]
 
 
 def _weights(run_dir):

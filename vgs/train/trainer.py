@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from vgs.errors import CheckpointError
 from vgs.train.provenance import describe_changes
-from vgs.utils.atomic import atomic_path
+from vgs.utils.atomic import atomic_path, own_copies
 from vgs.utils.seed import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
@@ -231,6 +231,8 @@ class Trainer:
         """Train to max_epochs, resuming an interrupted run of the same provenance. Returns
         {"elapsed_seconds", "resumed"}."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The log is appended in place: never through a hard link into the DVC cache.
+        own_copies(self.run_dir)
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         seed_everything(self.seed)

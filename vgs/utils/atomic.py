@@ -59,6 +59,25 @@ def atomic_path(target: str | os.PathLike):
         os.replace(tmp, target)
 
 
+def own_copies(directory: str | os.PathLike) -> list[Path]:
+    """Give every hard-linked file under `directory` its own inode, and return those files.
+
+    The DVC cache shares files with the workspace by hard link (.dvc/config `cache.type`), so a
+    write in place into an output would also change the cached copy, and DVC's read-only mode on
+    linked files does not stop root. `dvc repro` unprotects `persist: true` outputs before their
+    stage runs; this covers a stage script run by hand, before anything is appended in place.
+    Files written by temporary path and rename never need it.
+    """
+    copied = []
+    for path in sorted(Path(directory).rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
+            with atomic_path(path) as tmp:
+                shutil.copy2(path, tmp)
+            os.chmod(path, 0o644)
+            copied.append(path)
+    return copied
+
+
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
