@@ -14,7 +14,6 @@ missing a view is left out of the tuples and listed in the store's `left_out` at
 """
 from __future__ import annotations
 
-import datetime as _dt
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +103,5 @@ def build_instance_pairs(views: list[View], out_path: str | Path, seed: int, epo
                        "config_hash": s.attrs["config_hash"]} for v, s in zip(views, stores)],
             "anchor_view": 0, "seed": int(seed), "epochs": {k: int(v) for k, v in epochs.items()},
             "left_out": left_out,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         })
     return summary

@@ -11,7 +11,6 @@ The same layout holds an image with captions in several languages (K > 2).
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +89,6 @@ def build_pairs(views: list[View], out_path: str | Path, seed: int,
             "views": [{"name": v.name, "store": v.store, "corpus": s.corpus, "modality": s.modality,
                        "config_hash": s.attrs["config_hash"]} for v, s in zip(views, stores)],
             "anchor_view": 0, "seed": int(seed), "epochs": {k: int(v) for k, v in epochs.items()},
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         })
     return summary
 

@@ -6,12 +6,12 @@ Schema (documented in docs/embeddings.md):
       labels   (N,)        int64 class labels (-1 if none)
       index    (N,)        int64 row in the source feature store
       <name>   (N, ...)    float32 arrays, e.g. mean (N, Z), logvar (N, Z), samples (N, S, Z)
-  attrs of /: method, run, split, created, config (JSON), plus anything the method adds
+  attrs of /: method, run, split, config (JSON), plus anything the method adds; never a clock
+              reading, so the same checkpoint always gives the same bytes
   attrs of /<view>: store (the source feature-store path), modality
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
@@ -24,6 +24,24 @@ from vgs.utils.atomic import atomic_path
 _STR = h5py.string_dtype("utf-8")
 
 
+def export_timing_path(embeddings: str | Path) -> Path:
+    """Where an export stage records its wall time: run.h5 -> run.export.json, or a directory's
+    export.json. Kept out of the HDF5 files, which must not change when nothing but the clock did."""
+    embeddings = Path(embeddings)
+    return embeddings.with_suffix(".export.json") if embeddings.suffix == ".h5" else embeddings / "export.json"
+
+
+def read_export_timing(embeddings: str | Path) -> dict:
+    """The export stage's timing record, or {} for exports written before it existed."""
+    path = export_timing_path(embeddings)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable export timing ({e})", hint="re-run the export stage with dvc repro") from e
+
+
 def write_embeddings(path: str | Path, views: dict[str, dict[str, np.ndarray]], attrs: dict,
                      view_attrs: dict[str, dict] | None = None, compression: str | None = "gzip") -> None:
     """Write atomically. Each view needs `ids` and `labels`; other entries are numeric arrays.
@@ -34,7 +52,7 @@ def write_embeddings(path: str | Path, views: dict[str, dict[str, np.ndarray]], 
     view_attrs = view_attrs or {}
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            for k, v in {**attrs, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}.items():
+            for k, v in attrs.items():
                 f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
             for view, arrays in views.items():
                 if "ids" not in arrays or "labels" not in arrays:

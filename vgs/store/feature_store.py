@@ -9,7 +9,6 @@ Images are stored the same way, one row of pixels per frame, with attrs["item_sh
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +23,7 @@ FORMAT_VERSION = 1
 PER_ITEM_STRINGS = ("utt_id", "speaker", "split", "transcript")
 REQUIRED_ARRAYS = ("frames", "offsets", "utt_id", "label", "speaker", "split")
 REQUIRED_ATTRS = ("format_version", "corpus", "modality", "dim", "config", "config_hash",
-                  "source_manifest_sha256", "versions", "created")
+                  "source_manifest_sha256", "versions")
 
 
 def library_versions() -> dict:
@@ -171,8 +170,7 @@ class FeatureStoreWriter:
         finally:
             self.abandon()
         full = {"format_version": FORMAT_VERSION, "dim": self.dim, "num_items": u,
-                "num_frames": int(self.offsets[-1]), "versions": library_versions(),
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+                "num_frames": int(self.offsets[-1]), "versions": library_versions()}
         full.update(attrs)
         # One write of zarr.json; attrs.update would rewrite it once per key.
         self.group.update_attributes(json.loads(json.dumps(full)))

@@ -11,7 +11,7 @@ from vgs.eval.oracle import caption_caption_oracle, image_caption_oracle
 from vgs.eval.retrieval import recall_all_pairs, zero_vector_counts
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, embeddings_dir, eval_path, pair_key, recall_summary
 from vgs.store import FeatureStore
-from vgs.store.embeddings import read_embeddings
+from vgs.store.embeddings import read_embeddings, read_export_timing
 from vgs.utils.atomic import atomic_write_json
 
 KS = (1, 5, 10)
@@ -63,7 +63,7 @@ def evaluate_run(cfg: RunConfig, in_dir=None, out_path=None) -> dict:
         "parameters": attrs.get("parameters"), "data": attrs["data"], "synthetic": attrs.get("synthetic", {}),
         "timing": {"train_wall_seconds": attrs["train_wall_seconds"], "train_cpu_seconds": attrs["train_cpu_seconds"],
                    "train_steps": attrs["train_steps"], "train_started_at": attrs.get("train_started_at"),
-                   "export_wall_seconds": attrs.get("export_wall_seconds"),
+                   "export_wall_seconds": read_export_timing(in_dir).get("export_wall_seconds"),
                    "evaluate_wall_seconds": round(time.perf_counter() - started, 2)},
     }
     atomic_write_json(out_path or eval_path(cfg.run), result)

@@ -9,8 +9,10 @@ schema), each with one group per view ("image", "en", "hi", "ja"):
                           only when the run's loss is hyperspheric; recall is cosine either way)
   attrs of /: method, run, split, best_epoch (1-based), val_avgR10, history (validation recall per
       epoch), parameters, data, synthetic ({view: bool}), config (JSON), train_wall_seconds,
-      train_cpu_seconds, train_steps, train_started_at (UNIX time), export_wall_seconds
+      train_cpu_seconds, train_steps, train_started_at (UNIX time); all read from the checkpoint
   attrs of /<view>: store, modality, language and synthetic (caption views)
+and export.json: {"export_wall_seconds": ...}, outside the HDF5 files so that exporting the same
+checkpoint again gives the same bytes.
 """
 from __future__ import annotations
 
@@ -21,10 +23,10 @@ import numpy as np
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, embeddings_dir, model_dir
 from vgs.methods.crabtree2021.model import build_model
 from vgs.methods.crabtree2021.train import encode_tuples, load_views
-from vgs.store.embeddings import write_embeddings
+from vgs.store.embeddings import export_timing_path, write_embeddings
 from vgs.store.instance_views import InstanceViews
 from vgs.train import load_finished_checkpoint
-from vgs.utils.atomic import atomic_path
+from vgs.utils.atomic import atomic_path, atomic_write_json
 
 SPLITS = ("val", "test")
 
@@ -64,8 +66,7 @@ def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews 
              "parameters": model.parameter_counts(), "data": cfg.data.data_name, "synthetic": synthetic,
              "config": cfg.fingerprint_config(), "train_wall_seconds": float(ck["elapsed_seconds"]),
              "train_cpu_seconds": float(task["cpu_seconds"]), "train_steps": int(task["steps"]),
-             "train_started_at": float(task["started_at"]),
-             "export_wall_seconds": round(time.perf_counter() - started, 2)}
+             "train_started_at": float(task["started_at"])}
     summary = {}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
@@ -81,4 +82,5 @@ def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews 
                     view_attrs[view].update(language=view, synthetic=synthetic[view])
             write_embeddings(tmp / f"{split}.h5", arrays, {**attrs, "split": split}, view_attrs=view_attrs)
             summary[split] = len(ids)
+        atomic_write_json(export_timing_path(tmp), {"export_wall_seconds": round(time.perf_counter() - started, 2)})
     return summary

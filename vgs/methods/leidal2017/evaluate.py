@@ -11,7 +11,7 @@ import time
 
 from vgs.eval.suite import evaluate_file
 from vgs.methods.leidal2017.config import RunConfig, embeddings_path, eval_path
-from vgs.store.embeddings import read_embedding_attrs
+from vgs.store.embeddings import read_embedding_attrs, read_export_timing
 from vgs.utils.atomic import atomic_write_json
 
 
@@ -28,7 +28,7 @@ def evaluate_run(cfg: RunConfig, in_path=None, out_path=None) -> dict:
               "timing": {"train_wall_seconds": attrs.get("train_wall_seconds"),
                          "train_cpu_seconds": attrs.get("train_cpu_seconds"),
                          "train_steps": attrs.get("train_steps"),
-                         "export_wall_seconds": attrs.get("export_wall_seconds"),
+                         "export_wall_seconds": read_export_timing(in_path).get("export_wall_seconds"),
                          "evaluate_wall_seconds": round(time.perf_counter() - started, 2)}}
     atomic_write_json(out_path or eval_path(cfg.run), result)
     return result

@@ -10,8 +10,10 @@ File: data/embeddings/leidal2017/<run>.h5 (vgs.store.embeddings schema), two vie
       samples  (N, 16, 128) embeddings drawn from the posterior (seeded; see `sample_seed`)
   attrs of /: method, run, split, lambda_ig, num_samples, sample_seed, data (e.g. "MNIST + FSDD
       (6 speakers)"), config (the run config as JSON), train_wall_seconds, train_cpu_seconds,
-      train_steps, export_wall_seconds
+      train_steps (read from the checkpoint, so fixed by it)
   attrs of /<view>: store (feature-store path), corpus, modality
+Beside it, <run>.export.json: {"export_wall_seconds": ...}. The clock reading stays out of the
+HDF5 file so that exporting the same checkpoint again gives the same bytes.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from tqdm import tqdm
 from vgs.methods.leidal2017.config import METHOD, RunConfig, embeddings_path, model_dir
 from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.train import build_model
-from vgs.store.embeddings import write_embeddings
+from vgs.store.embeddings import export_timing_path, write_embeddings
+from vgs.utils.atomic import atomic_write_json
 from vgs.errors import CheckpointError
 from vgs.train import load_finished_checkpoint
 
@@ -40,33 +43,37 @@ def load_trained(cfg: RunConfig, data: LeidalData, run_dir=None):
 
 @torch.no_grad()
 def encode(model, data: LeidalData, modality: str, indices: np.ndarray, num_samples: int,
-           generator: torch.Generator, batch_size: int = 500, progress: bool = True) -> dict:
-    """Posterior mean, log-variance and `num_samples` draws for the given store indices."""
+           rng: np.random.Generator, batch_size: int = 500, progress: bool = True) -> dict:
+    """Posterior mean, log-variance and `num_samples` draws for the given store indices.
+
+    The draws and the reparameterisation run in NumPy on one thread: torch's CPU normal sampler
+    and its threaded broadcast arithmetic have CPU-specific and thread-split code paths, and
+    exports of one checkpoint once differed by 2e-4 in one thread's half of a batch.
+    """
     encoder = model.image if modality == "image" else model.audio
     fetch = data.images if modality == "image" else data.audio
     means, logvars, samples = [], [], []
     for start in tqdm(range(0, len(indices), batch_size), desc=f"encode {modality}", disable=not progress,
                       leave=False):
-        mean, logvar = encoder(fetch(indices[start:start + batch_size]))
-        eps = torch.randn((mean.shape[0], num_samples, mean.shape[1]), generator=generator)
+        mean, logvar = (t.float().numpy() for t in encoder(fetch(indices[start:start + batch_size])))
+        eps = rng.standard_normal((mean.shape[0], num_samples, mean.shape[1]), dtype=np.float32)
         means.append(mean)
         logvars.append(logvar)
-        samples.append(mean.unsqueeze(1) + (0.5 * logvar).exp().unsqueeze(1) * eps)
-    return {"mean": torch.cat(means).numpy(), "logvar": torch.cat(logvars).numpy(),
-            "samples": torch.cat(samples).numpy()}
+        samples.append(mean[:, None, :] + np.exp(np.float32(0.5) * logvar)[:, None, :] * eps)
+    return {"mean": np.concatenate(means), "logvar": np.concatenate(logvars), "samples": np.concatenate(samples)}
 
 
 def encode_split(model, data: LeidalData, split: str, num_samples: int, seed: int, batch_size: int = 500,
                  progress: bool = True) -> dict[str, dict]:
     """Both views of `split` as embedding-file view dicts (ids, labels, index, mean, logvar, samples)."""
-    generator = torch.Generator().manual_seed(sample_seed(seed))
+    rng = np.random.default_rng(sample_seed(seed))
     views = {}
     for modality, store in (("image", data.image_store), ("audio", data.audio_store)):
         idx = store.indices(split)
         if len(idx) == 0:
             raise CheckpointError(f"{store.path} has no {split!r} items to export")
         views[modality] = {"ids": store.ids[idx], "labels": store.labels[idx], "index": idx,
-                           **encode(model, data, modality, idx, num_samples, generator, batch_size, progress)}
+                           **encode(model, data, modality, idx, num_samples, rng, batch_size, progress)}
     return views
 
 
@@ -86,11 +93,12 @@ def export_run(cfg: RunConfig, data: LeidalData | None = None, out_path=None, ru
              "num_samples": e.num_samples, "sample_seed": sample_seed(cfg.seed), "data": data.describe(),
              "config": cfg.to_dict(), "train_wall_seconds": float(ck["elapsed_seconds"]),
              "train_cpu_seconds": float(ck["task"].get("cpu_seconds", 0.0)),
-             "train_steps": int(ck["task"].get("steps", 0)),
-             "export_wall_seconds": round(time.perf_counter() - started, 2)}
+             "train_steps": int(ck["task"].get("steps", 0))}
     view_attrs = {"image": {"store": str(data.image_store.path), "corpus": data.image_store.corpus,
                             "modality": "image"},
                   "audio": {"store": str(data.audio_store.path), "corpus": data.audio_store.corpus,
                             "modality": "audio"}}
     write_embeddings(out_path, views, attrs, view_attrs, compression=None)
-    return {"path": str(out_path), **{m: len(v["ids"]) for m, v in views.items()}, **attrs}
+    timing = {"export_wall_seconds": round(time.perf_counter() - started, 2)}
+    atomic_write_json(export_timing_path(out_path), timing)
+    return {"path": str(out_path), **{m: len(v["ids"]) for m, v in views.items()}, **attrs, **timing}
