@@ -24,8 +24,8 @@ def main(argv=None):
     print(f"{results_dir('crabtree2021')}/: report.md, table*.csv, validation*.png, table3_3_bars.png, tsne.png, "
           "metrics.json, details.json")
     for run, m in out["metrics"].items():
-        if isinstance(m.get("image_avgR10"), float):   # runs; the noise floor holds mean/std pairs
-            print(f"  {run:>16}  mean avgR10 image {m['image_avgR10']:.3f}  cross-lingual {m['crosslingual_avgR10']:.3f}")
+        if run != "noise_floor":
+            print(f"  {run:>16}  mean avgR10 (%) image {m['image_avgR10']:.2f}  cross-lingual {m['crosslingual_avgR10']:.2f}")
     for f in out["findings"]:
         print(f"  {f['finding'][:70]}: {f['verdict']}")
 

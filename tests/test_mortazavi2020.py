@@ -22,6 +22,7 @@ from vgs.methods.mortazavi2020.report import build_report, check_claims
 from vgs.methods.mortazavi2020.train import MortazaviTask, load_views, make_scheduler, train_run
 from vgs.pairing import View, build_instance_pairs
 from vgs.params import Params
+from vgs.report.metrics import flatten_headline
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 candidates
@@ -115,6 +116,8 @@ def test_tiny_run_end_to_end_and_resume_after_kill(tiny):
     assert "DG3A1024" in table2 and "oracle" in table2 and "tiny test corpus" in table2
     metrics = json.loads((tiny / "results" / "metrics.json").read_text())
     assert metrics["dg3a1024"]["i2s_R10"] == 1.0 and metrics["dg3a1024-restart"]["i2s_R10"] == 1.0
+    flatten_headline(metrics)   # the shared headline check: flat numbers, within the bound
+    assert "runs" in json.loads((tiny / "results" / "details.json").read_text())
     assert result["base"]["best_epoch"] in (1, 2) and result["base"]["train_wall_seconds"] > 0
     schedules = (tiny / "results" / "schedules.csv").read_text()
     assert "dg3a1024,CALR," in schedules and "dg3a1024-restart,CALR + one warm restart" in schedules

@@ -17,7 +17,8 @@ from vgs.methods.mortazavi2020.model import build_pair
 from vgs.nn.speech_rnn import PAPER_PAIRS, TABLE1_COUNTS, count_parameters, speech_embedder, image_embedder
 from vgs.paths import results_dir
 from vgs.report.recall import (CHANCE_NOTE, oracle_note, plot_validation_curves, recall_cells, recall_columns)
-from vgs.report.tables import hardware_summary, markdown_table, write_csv, write_metrics
+from vgs.report.metrics import table_number, write_results
+from vgs.report.tables import hardware_summary, markdown_table, write_csv
 from vgs.utils.atomic import atomic_write_text
 
 DIRECTIONS = {"a2b": "i2s", "b2a": "s2i"}   # image-to-speech, speech-to-image
@@ -179,7 +180,8 @@ def build_report(configs: list[RunConfig], out_dir=None, eval_dir=None) -> dict:
     claims = check_claims(ev)
     total_train = sum(e["timing"]["train_wall_seconds"] for e in ev.values())
     def r10(e):
-        return {"i2s_R10": round(e["recall"]["a2b_R10"], 4), "s2i_R10": round(e["recall"]["b2a_R10"], 4)}
+        # Named and rounded as Table 2 prints i2s_R10_ours / s2i_R10_ours.
+        return {"i2s_R10": table_number(e["recall"]["a2b_R10"]), "s2i_R10": table_number(e["recall"]["b2a_R10"])}
 
     # Table 2 values under the run's name; a run with a restart also as "<run>-restart".
     metrics = {}
@@ -188,12 +190,11 @@ def build_report(configs: list[RunConfig], out_dir=None, eval_dir=None) -> dict:
         if e.get("base"):
             metrics[f"{run}-restart"] = r10(e)
     if oracle:
-        metrics["oracle"] = {"i2s_R10": round(oracle["a2b_R10"], 4), "s2i_R10": round(oracle["b2a_R10"], 4)}
-    write_metrics(out / "metrics.json", metrics)
+        metrics["oracle"] = {"i2s_R10": table_number(oracle["a2b_R10"]), "s2i_R10": table_number(oracle["b2a_R10"])}
     details = {"data": data, "profile": configs[0].profile, "claims": claims, "train_wall_seconds_total": total_train,
                "runs": {run: {"best_epoch": e["best_epoch"], "recall": e["recall"], "timing": e["timing"],
                               "parameters": e["parameters"]} for run, e in ev.items()}}
-    atomic_write_text(out / "details.json", json.dumps(details, indent=2, sort_keys=True) + "\n")
+    write_results(out, metrics, details)
     text = render_markdown(t1, t1_cols, t2, t2_cols, sched, sched_cols, claims, ev, configs, data, oracle,
                            report_seconds=time.perf_counter() - started)
     atomic_write_text(out / "report.md", text)
