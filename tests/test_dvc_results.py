@@ -8,23 +8,31 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from vgs.errors import CheckpointError
 from vgs.report.metrics import (DETAILS_FILE, METRICS_FILE, HeadlineError, flatten_headline, headline_cells,
                                 read_details, table_number, write_results)
+from vgs.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-# The papers whose reports follow the convention; a new paper joins when its report uses write_results.
+# The papers whose headline is their Table 1's `_ours` cells.
 PAPERS = ("leidal2017", "pvae2018", "smart")
+# Every paper's report follows the convention (write_results, declared plots); the retrieval
+# papers' headlines are checked against their own tables in their tests.
+ALL_PAPERS = PAPERS + ("mortazavi2020", "crabtree2021")
 # The issue's bound for one `dvc metrics show` row of these papers.
 MAX_COLUMNS = 60
 VENV_BIN = Path(sys.executable).parent
@@ -105,7 +113,7 @@ def test_committed_metrics_are_the_table_numbers(paper):
     assert read_details(out), f"{out / DETAILS_FILE} is empty"
 
 
-@pytest.mark.parametrize("paper", PAPERS)
+@pytest.mark.parametrize("paper", ALL_PAPERS)
 def test_report_stage_declares_headline_details_and_every_figure(paper):
     from dvc_render.vega_templates import TEMPLATES
 
@@ -168,9 +176,9 @@ def test_dvc_metrics_show_prints_the_headline_and_plots_load(tmp_path):
     assert columns <= MAX_COLUMNS
 
     plots = dvc_json(["plots", "show"], proj)
-    ours = {name: data for name, data in plots["data"].items() if any(p in name for p in PAPERS)}
+    ours = {name: data for name, data in plots["data"].items() if any(p in name for p in ALL_PAPERS)}
     assert len([n for n in ours if n in top_level_plots()]) == len(top_level_plots())
-    errors = [e for e in plots.get("errors", []) if any(p in str(e) for p in PAPERS)]
+    errors = [e for e in plots.get("errors", []) if any(p in str(e) for p in ALL_PAPERS)]
     assert not errors, errors
     assert all(ours.values()), [n for n, d in ours.items() if not d]
 
@@ -261,6 +269,79 @@ def test_metrics_diff_after_one_params_change_names_only_the_changed_headline(tm
     assert details["runs"]["ig1"]["lambda_ig"] == 0.01
     params_diff = dvc_json(["params", "diff"], proj, env)
     assert set(params_diff["params.yaml"]) == {"leidal2017.runs.ig1.lambda_ig"}
+
+
+# -- the cache shares files with the workspace (issue 21, part 7) ----------------------------------
+def cache_files(proj: Path) -> list[Path]:
+    return [p for p in (proj / ".dvc" / "cache" / "files" / "md5").rglob("*") if p.is_file()]
+
+
+def corrupt_cache_files(proj: Path) -> list[str]:
+    """Cache entries whose content no longer has the md5 their name says (a write through a link)."""
+    bad = []
+    for path in cache_files(proj):
+        if path.suffix == ".dir":
+            continue
+        if hashlib.md5(path.read_bytes()).hexdigest() != path.parent.name + path.name:
+            bad.append(str(path.relative_to(proj)))
+    return bad
+
+
+def unfinished_checkpoint(run_dir: Path) -> bool:
+    try:
+        return not load_checkpoint(run_dir / "checkpoint.pt").get("finished", True)
+    except (CheckpointError, OSError, RuntimeError, EOFError):
+        return False     # not written yet, or caught mid-rename
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_hard_linked_cache_survives_run_kill_resume_and_rerun(tmp_path):
+    """With the project's cache link types (.dvc/config), outputs are hard links into the cache,
+    and a training run that is killed, resumed and finished never changes a cached file."""
+    proj = tmp_path / "proj"
+    tiny_leidal_project(proj)
+    env = dvc_env(PYTHONPATH=str(proj), PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    dvc = VENV_BIN / "dvc"
+    for argv in (["git", "init", "-q"], [dvc, "init", "-q"]):
+        run(argv, proj, env=env)
+    shutil.copy(REPO / ".dvc" / "config", proj / ".dvc" / "config")
+    run([dvc, "repro"], proj, env=env)
+    # Outputs that are not `persist` are linked at once; DVC leaves a persist output (a training
+    # run's directory) as a copy after running it, and `dvc checkout --relink` links it too.
+    assert (proj / "data/embeddings/leidal2017/ig0.h5").stat().st_nlink == 2
+    run([dvc, "checkout", "--relink"], proj, env=env)
+    run_dir = proj / "data/models/leidal2017/ig1"
+    assert (run_dir / "checkpoint.pt").stat().st_nlink == 2
+    assert cache_files(proj) and not corrupt_cache_files(proj)
+
+    # A longer ig1 run with another lambda, killed mid-way: it starts from the linked directory.
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["leidal2017"]["runs"]["ig1"]["lambda_ig"] = 0.5
+    params["leidal2017"]["train"].update(epochs=1000, checkpoint_every_seconds=1)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = subprocess.Popen([str(dvc), "repro", "leidal2017-train@ig1"], cwd=proj, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: unfinished_checkpoint(run_dir), 600, "a checkpoint of the unfinished run")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert unfinished_checkpoint(run_dir)
+    assert not corrupt_cache_files(proj)
+
+    out = run([dvc, "repro"], proj, env=env)
+    assert "resuming" in out
+    assert not corrupt_cache_files(proj)
+    again = run([dvc, "repro"], proj, env=env)
+    assert "Running stage" not in again
+    assert dvc_json(["status"], proj, env) == {}
 
 
 # -- `.venv/bin/dvc repro` without an activated venv -----------------------------------------------
