@@ -55,6 +55,11 @@ def main():
     ap.add_argument("--samples", type=int, default=None, help="override num_samples")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--lambda-warmup", type=int, nargs="+", default=[0],
+                    help="lambda_ig_warmup_steps values to try")
+    ap.add_argument("--lr-schedule", nargs="+", default=["step"], choices=["step", "cosine"])
+    ap.add_argument("--lr-decay", type=float, default=None, help="override lr_decay (step schedule)")
+    ap.add_argument("--lr-decay-every", type=int, default=None, help="override lr_decay_every_epochs")
     ap.add_argument("--eval-epochs", type=int, nargs="*", default=[],
                     help="also score validation purity/SVM after these epochs (1-based)")
     ap.add_argument("--work", default="/tmp/leidal_cpu_profile")
@@ -67,16 +72,21 @@ def main():
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else []
     done = {r["name"] for r in results}
-    for lam in args.lambdas:
-        for lr in args.lrs:
-            for epochs in args.epochs:
+    grid = [(lam, lr, epochs, warmup, schedule) for lam in args.lambdas for lr in args.lrs for epochs in args.epochs
+            for warmup in args.lambda_warmup for schedule in args.lr_schedule]
+    for lam, lr, epochs, warmup, schedule in grid:
                 name = f"lam{lam:g}-lr{lr:g}-ep{epochs}x{args.pairs_per_epoch}" + (
-                    f"-s{args.samples}" if args.samples else "") + ("-bf16" if args.precision == "bf16" else "")
+                    f"-s{args.samples}" if args.samples else "") + ("-bf16" if args.precision == "bf16" else "") + (
+                    f"-warm{warmup}" if warmup else "") + ("-cos" if schedule == "cosine" else "") + (
+                    f"-decay{args.lr_decay:g}every{args.lr_decay_every}" if args.lr_decay is not None else "")
                 if name in done:
                     continue
                 train = dataclasses.replace(base.train, lr=lr, epochs=epochs, pairs_per_epoch=args.pairs_per_epoch,
                                             num_threads=args.threads, precision=args.precision,
-                                            num_samples=args.samples or base.train.num_samples)
+                                            num_samples=args.samples or base.train.num_samples,
+                                            lambda_ig_warmup_steps=warmup, lr_schedule=schedule,
+                                            lr_decay=base.train.lr_decay if args.lr_decay is None else args.lr_decay,
+                                            lr_decay_every_epochs=args.lr_decay_every or base.train.lr_decay_every_epochs)
                 cfg = dataclasses.replace(base, run=name, lambda_ig=lam, train=train)
                 run_dir = Path(args.work) / name
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -93,6 +103,7 @@ def main():
                 epochs_log = [r for r in trainer.history if r.get("end")]
                 summary = {"steps": task.steps, "cpu_seconds": task.cpu_seconds}
                 row = {"name": name, "lambda_ig": lam, "lr": lr, "epochs": epochs,
+                       "lambda_ig_warmup_steps": warmup, "lr_schedule": schedule,
                        "pairs_per_epoch": args.pairs_per_epoch, "steps": summary["steps"],
                        "train_cpu_seconds": round(summary["cpu_seconds"], 1), "train_wall_seconds": round(wall, 1),
                        "eval_cpu_seconds": round(time.process_time() - e0, 1),

@@ -1,5 +1,6 @@
 """Leidal et al. 2017: encoders, the loss terms against hand computations, and a tiny end-to-end
 run (train -> export -> evaluate -> report) including resume after a kill and clear errors."""
+import copy
 import dataclasses
 import json
 import math
@@ -109,6 +110,11 @@ def test_params_give_one_run_per_table_value():
     assert paper.train.betas == (0.95, 0.999) and paper.train.num_samples == 16 and paper.train.batch_pairs == 128
     with pytest.raises(ParamError, match="leidal2017.runs.nope"):
         load_run_config(params, "nope")
+    for key, bad in (("lr_schedule", "linear"), ("lambda_ig_warmup_steps", -1)):
+        data = copy.deepcopy(params.data)
+        data["leidal2017"]["profiles"]["cpu"]["train"][key] = bad
+        with pytest.raises(ParamError, match=key):
+            load_run_config(Params(data), "ig0")
 
 
 # -- a tiny end-to-end run -------------------------------------------------------------------------
@@ -208,6 +214,59 @@ def test_tiny_run_end_to_end_and_resume_after_kill(tiny, tmp_path):
         assert (tmp_path / "results" / name).stat().st_size > 0
     assert set(metrics["targets_met"]) == {"target_1", "target_2"}
     assert "n/a" not in (tmp_path / "results" / "report.md").read_text().split("## Table 1")[1].split("##")[0]
+
+
+def test_lambda_warmup_and_cosine_lr_follow_the_step_count_through_a_resume(tiny, tmp_path):
+    from vgs.methods.leidal2017.train import LeidalTask
+    t = dataclasses.replace(tiny.train, lambda_ig_warmup_steps=4, lr_schedule="cosine")
+    cfg = dataclasses.replace(tiny, train=t)
+    task = LeidalTask(cfg, LeidalData(cfg.data, cfg.model.num_frames))
+    assert task.total_steps == 9
+    weights = []
+    for steps in (0, 1, 3, 4, 9):
+        task.steps = steps
+        weights.append((task.lambda_ig(), task.learning_rate(0)))
+    assert [w for w, _ in weights] == pytest.approx([0.0025, 0.005, 0.01, 0.01, 0.01])
+    assert weights[0][1] == pytest.approx(1e-3) and weights[-1][1] == pytest.approx(0.0, abs=1e-12)
+    assert weights[2][1] == pytest.approx(0.5e-3 * (1 + math.cos(math.pi * 3 / 9)))
+    # A run killed mid-warm-up resumes onto the same schedule and so to the same weights.
+    train_run(cfg, progress=False, run_dir=tmp_path / "ref")
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, progress=False, stop_after_steps=3, run_dir=tmp_path / "killed")
+    train_run(cfg, progress=False, run_dir=tmp_path / "killed")
+    a, b = _weights(cfg, tmp_path / "ref"), _weights(cfg, tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # ...and differs from the paper's schedule (the options are not ignored).
+    train_run(tiny, progress=False, run_dir=tmp_path / "paper")
+    c = _weights(tiny, tmp_path / "paper")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_exporting_one_checkpoint_again_gives_the_same_bytes(tiny, tmp_path):
+    """Issue 18: every export of one checkpoint at one torch thread count is byte-identical, and
+    the wall time (which differs every time) lives beside the file, not in it. Another thread
+    count changes the encoders' float reductions, so only the last bits may move."""
+    from vgs.store.embeddings import read_embeddings
+    train_run(tiny, progress=False, run_dir=tmp_path / "run")
+    threads = torch.get_num_threads()
+    files = []
+    for k in range(3):
+        out = tmp_path / f"export{k}.h5"
+        export_run(tiny, run_dir=tmp_path / "run", out_path=out, progress=False)
+        files.append(out.read_bytes())
+    assert files[1] == files[0] and files[2] == files[0]
+    try:
+        torch.set_num_threads(1 if threads > 1 else 2)
+        export_run(tiny, run_dir=tmp_path / "run", out_path=tmp_path / "other-threads.h5", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = read_embeddings(tmp_path / "export0.h5"), read_embeddings(tmp_path / "other-threads.h5")
+    for view in ("image", "audio"):
+        np.testing.assert_allclose(a[view]["samples"], b[view]["samples"], rtol=0, atol=1e-5)
+    timing = json.loads((tmp_path / "export0.export.json").read_text())
+    assert timing["export_wall_seconds"] >= 0
+    result = evaluate_run(tiny, in_path=tmp_path / "export0.h5", out_path=tmp_path / "e.json")
+    assert result["timing"]["export_wall_seconds"] == timing["export_wall_seconds"]
 
 
 def test_pair_store_must_match_configured_stores(tiny):

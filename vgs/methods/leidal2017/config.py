@@ -44,6 +44,10 @@ class TrainConfig:
     checkpoint_every_seconds: float = 120.0
     num_threads: int | None = None
     precision: str = "fp32"                # fp32 | bf16 (autocast of the encoders while training)
+    # Not in the paper (0 and "step" are its training): lambda_IG rises linearly from 0 over the
+    # first steps, and "cosine" anneals lr to 0 over the whole run instead of the step decay.
+    lambda_ig_warmup_steps: int = 0
+    lr_schedule: str = "step"              # step | cosine
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,9 @@ def load_run_config(params: Params, run: str) -> RunConfig:
             val_pairs=t.int("val_pairs", 1024, min=0),
             checkpoint_every_seconds=t.float("checkpoint_every_seconds", 120.0, min=1.0),
             num_threads=t.raw("num_threads", None) and t.int("num_threads", min=1),
-            precision=t.str("precision", "fp32", choices=("fp32", "bf16"))),
+            precision=t.str("precision", "fp32", choices=("fp32", "bf16")),
+            lambda_ig_warmup_steps=t.int("lambda_ig_warmup_steps", 0, min=0),
+            lr_schedule=t.str("lr_schedule", "step", choices=("step", "cosine"))),
         export=ExportConfig(split=e.str("split", "test", choices=("train", "val", "test")),
                             num_samples=e.int("num_samples", min=1), batch_size=e.int("batch_size", 500, min=1)),
         eval=EvalConfig(

@@ -2,8 +2,11 @@
 
 An epoch covers the anchor view of the pair store (MNIST train, 55,000 images) once in a seeded
 order, each anchor with the partner the pair store drew for that epoch; `pairs_per_epoch` cuts it
-to the first N pairs of that order (the CPU profile). The learning rate is
-lr * lr_decay ** (epoch // lr_decay_every_epochs).
+to the first N pairs of that order (the CPU profile). The learning rate is the paper's
+lr * lr_decay ** (epoch // lr_decay_every_epochs), or with `lr_schedule: cosine` lr annealed to 0
+over all steps of the run. With `lambda_ig_warmup_steps` the IG weight rises linearly from 0 to
+lambda_IG over those first steps. Both are functions of the step count, which the checkpoint
+holds, so a resumed run follows the same schedule.
 """
 from __future__ import annotations
 
@@ -47,6 +50,9 @@ class LeidalTask:
         self.cpu_seconds = 0.0
         self.steps = 0
         self._image_idx = self._audio_idx = None
+        anchors = len(data.pair_indices("train", 0)[0])
+        per_epoch = min(anchors, t.pairs_per_epoch or anchors)
+        self.total_steps = t.epochs * math.ceil(per_epoch / t.batch_pairs)
 
     # -- TrainTask protocol ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -61,7 +67,18 @@ class LeidalTask:
 
     def learning_rate(self, epoch: int) -> float:
         t = self.cfg.train
+        if t.lr_schedule == "cosine":
+            return 0.5 * t.lr * (1.0 + math.cos(math.pi * min(self.steps, self.total_steps) / self.total_steps))
         return t.lr * t.lr_decay ** (epoch // t.lr_decay_every_epochs)
+
+    def lambda_ig(self) -> float:
+        """The IG weight of the next step: lambda_IG, ramped up from 0 over the warm-up steps.
+        Why: at lambda_IG >= 0.15 the KL term pulls every posterior to the prior before L_sim has
+        built any structure, and 500-1,000 CPU steps are not enough to leave that state (README)."""
+        warmup = self.cfg.train.lambda_ig_warmup_steps
+        if warmup <= 0:
+            return self.cfg.lambda_ig
+        return self.cfg.lambda_ig * min(1.0, (self.steps + 1) / warmup)
 
     def start_epoch(self, epoch: int) -> None:
         image_idx, audio_idx = self.data.pair_indices("train", epoch)
@@ -82,8 +99,11 @@ class LeidalTask:
         rows = slice(index * t.batch_pairs, (index + 1) * t.batch_pairs)
         images = self.data.images(self._image_idx[rows])
         audio = self.data.audio(self._audio_idx[rows])
+        if t.lr_schedule == "cosine":
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate(epoch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16"):
-            terms = leidal_loss(self.model, images, audio, self.cfg.lambda_ig, t.lambda_wd,
+            terms = leidal_loss(self.model, images, audio, self.lambda_ig(), t.lambda_wd,
                                 num_samples=t.num_samples, margin=t.margin)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
