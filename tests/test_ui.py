@@ -5,6 +5,7 @@ the papers' report artifacts with their figures; `dvc plots show` draws every pl
 """
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -142,7 +143,21 @@ def test_report_artifacts_show_their_figures(browser):
     with server.settings():
         keys = publish()
     papers = [p for p in discover_results(REPO_ROOT) if p.report is not None and report_images(p.report)]
-    assert {"leidal2017", "pvae2018", "smart"} <= {p.paper_id for p in papers}
+    assert {"leidal2017", "pvae2018", "smart", "mortazavi2020", "crabtree2021"} <= {p.paper_id for p in papers}
+    # The retrieval papers' tables reach the UI through the same code as the others: Table 2's
+    # first encoder pair and Table 3.3's first metric row, with their numbers.
+    for paper_id, table in (("mortazavi2020", "table2"), ("crabtree2021", "table3_3")):
+        with open(REPO_ROOT / "results" / paper_id / f"{table}.csv", newline="") as f:
+            first = next(csv.DictReader(f))
+        key = f"{paper_id}-{table.replace('_', '-')}"
+        assert key in keys
+        with server.settings(), get_client(sync_client=True) as client:
+            latest = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                           sort=ArtifactSort.CREATED_DESC, limit=1)[0]
+        browser.get(f"{server.ui}/artifacts/artifact/{latest.id}")
+        cells = [v for v in list(first.values())[:6] if v]
+        wait_for_text(browser, *cells)
+        screenshot(browser, f"ui-artifact-{key}.png")
     for paper in papers:
         assert paper.report_key in keys
         with server.settings(), get_client(sync_client=True) as client:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+
 from vgs.report.figures import plt, save_figure
 
 KS = (1, 5, 10)
@@ -52,7 +54,9 @@ def plot_validation_curves(curves: dict[str, dict], path: str | Path, title: str
     n = len(curves)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False, sharey=True)
+    # Constrained layout keeps the figure title clear of the panel titles below it.
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows + 0.4), squeeze=False, sharey=True,
+                             layout="constrained")
     for ax, (run, c) in zip(axes.flat, curves.items()):
         for label, values in c["series"].items():
             ax.plot(c["epochs"], values, marker=".", label=label)
@@ -64,6 +68,7 @@ def plot_validation_curves(curves: dict[str, dict], path: str | Path, title: str
             ax.axvline(c["restart_at"] - 0.5, color="grey", linestyle="--", linewidth=1, label="warm restart")
         ax.set_title(run, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
