@@ -30,6 +30,8 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/dvc repro
+	@# DVC copies a persist output (training run directories) into its cache; link it instead.
+	$(BIN)/dvc checkout --relink -q
 	@echo
 	@echo "Results: $(CURDIR)/results/<paper-id>/ (report.md, table*.csv, figures)"
 	@ls -d results/*/ 2>/dev/null || true
