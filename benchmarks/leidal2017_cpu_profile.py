@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--epochs", type=int, nargs="+", default=[5])
     ap.add_argument("--pairs-per-epoch", type=int, default=6400)
     ap.add_argument("--samples", type=int, default=None, help="override num_samples")
+    ap.add_argument("--batch-pairs", type=int, default=None, help="override batch_pairs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--lambda-warmup", type=int, nargs="+", default=[0],
@@ -76,7 +77,8 @@ def main():
             for warmup in args.lambda_warmup for schedule in args.lr_schedule]
     for lam, lr, epochs, warmup, schedule in grid:
                 name = f"lam{lam:g}-lr{lr:g}-ep{epochs}x{args.pairs_per_epoch}" + (
-                    f"-s{args.samples}" if args.samples else "") + ("-bf16" if args.precision == "bf16" else "") + (
+                    f"-s{args.samples}" if args.samples else "") + (
+                    f"-b{args.batch_pairs}" if args.batch_pairs else "") + ("-bf16" if args.precision == "bf16" else "") + (
                     f"-warm{warmup}" if warmup else "") + ("-cos" if schedule == "cosine" else "") + (
                     f"-decay{args.lr_decay:g}every{args.lr_decay_every}" if args.lr_decay is not None else "")
                 if name in done:
@@ -84,6 +86,7 @@ def main():
                 train = dataclasses.replace(base.train, lr=lr, epochs=epochs, pairs_per_epoch=args.pairs_per_epoch,
                                             num_threads=args.threads, precision=args.precision,
                                             num_samples=args.samples or base.train.num_samples,
+                                            batch_pairs=args.batch_pairs or base.train.batch_pairs,
                                             lambda_ig_warmup_steps=warmup, lr_schedule=schedule,
                                             lr_decay=base.train.lr_decay if args.lr_decay is None else args.lr_decay,
                                             lr_decay_every_epochs=args.lr_decay_every or base.train.lr_decay_every_epochs)
@@ -104,7 +107,8 @@ def main():
                 summary = {"steps": task.steps, "cpu_seconds": task.cpu_seconds}
                 row = {"name": name, "lambda_ig": lam, "lr": lr, "epochs": epochs,
                        "lambda_ig_warmup_steps": warmup, "lr_schedule": schedule,
-                       "pairs_per_epoch": args.pairs_per_epoch, "steps": summary["steps"],
+                       "pairs_per_epoch": args.pairs_per_epoch,
+                       "batch_pairs": cfg.train.batch_pairs, "steps": summary["steps"],
                        "train_cpu_seconds": round(summary["cpu_seconds"], 1), "train_wall_seconds": round(wall, 1),
                        "eval_cpu_seconds": round(time.process_time() - e0, 1),
                        "val_purity": round(metrics["purity"], 4), "val_svm_acc": round(metrics["svm_acc"], 4),

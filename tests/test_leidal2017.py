@@ -95,6 +95,34 @@ def test_total_loss_is_sim_plus_weighted_ig_and_weight_decay():
     assert n_weight_tensors == 4 + 2 + 4 + 2  # 3 convs + FC + 2 heads per encoder; no BN or biases
 
 
+def test_weight_decay_gradient_is_that_of_the_summed_frobenius_norms():
+    torch.manual_seed(0)
+    model = LeidalModel(z_dim=8, image_size=(8, 8), num_frames=12, num_bins=6)
+    frobenius_norm_sum(model).backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    torch.stack([p.norm() for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]).sum().backward()
+    reference = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert ours.keys() == reference.keys() and len(ours) == 12
+    for name in ours:
+        torch.testing.assert_close(ours[name], reference[name])
+    layer = torch.nn.Linear(3, 3, bias=False)
+    layer.weight = torch.nn.Parameter(torch.zeros(3, 3))
+    frobenius_norm_sum(layer).backward()
+    assert torch.equal(layer.weight.grad, torch.zeros(3, 3))  # the zero subgradient, not NaN
+
+
+def test_channels_last_image_encoder_computes_the_same_function():
+    torch.manual_seed(0)
+    encoder = LeidalModel(z_dim=8, image_size=(28, 28), num_frames=12, num_bins=6).image.eval()
+    images = torch.rand(5, 28, 28)
+    mean, logvar = encoder(images)
+    encoder.conv.to(memory_format=torch.contiguous_format)
+    plain = encoder.head(encoder.fc(encoder.conv(images.unsqueeze(1))))
+    torch.testing.assert_close(mean, plain[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logvar, plain[1], rtol=1e-5, atol=1e-6)
+
+
 def test_paper_table_has_all_eight_rows():
     assert len(TABLE1) == 8
     assert paper_row(2.15e-2) == (0.984, 0.554) and paper_row(0.0) == (0.525, 1.0)

@@ -24,6 +24,9 @@ class ImageEncoder(nn.Module):
             nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(128, 256, 3, stride=2, padding=1), nn.ReLU(),
         )
+        # oneDNN's native layout: in NCHW every convolution and its backward reorders its
+        # tensors; channels-last made a bf16 training step 14% faster (README, "Time").
+        self.conv.to(memory_format=torch.channels_last)
         h, w = image_size
         for _ in range(2):  # two stride-2 `same` convolutions: ceil(n / 2) each
             h, w = (h + 1) // 2, (w + 1) // 2
@@ -32,7 +35,7 @@ class ImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, H, W) in [0, 1] -> mean, logvar (B, z)."""
-        return self.head(self.fc(self.conv(images.unsqueeze(1))))
+        return self.head(self.fc(self.conv(images.unsqueeze(1).contiguous(memory_format=torch.channels_last))))
 
 
 class AudioEncoder(nn.Module):
