@@ -19,7 +19,7 @@ from vgs.methods.leidal2017.model import (AudioEncoder, ImageEncoder, LeidalMode
                                           information_gain_loss, leidal_loss, similarity_loss)
 from vgs.methods.leidal2017.paper import TABLE1, paper_row
 from vgs.methods.leidal2017.report import build_report
-from vgs.methods.leidal2017.train import train_run
+from vgs.methods.leidal2017.train import LeidalTask, train_run
 from vgs.nn.gaussian import frobenius_norm_sum
 from vgs.pairing import View, build_pairs
 from vgs.params import Params
@@ -268,6 +268,24 @@ def test_lambda_warmup_and_cosine_lr_follow_the_step_count_through_a_resume(tiny
     train_run(tiny, progress=False, run_dir=tmp_path / "paper")
     c = _weights(tiny, tmp_path / "paper")
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_without_the_nan_fill_of_new_tensors_gives_the_same_weights(tiny, precision):
+    cfg = dataclasses.replace(tiny, train=dataclasses.replace(tiny.train, precision=precision))
+    data = LeidalData(cfg.data, cfg.model.num_frames)
+    weights = {}
+    for fill in (True, False):
+        task = LeidalTask(cfg, data)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        try:
+            task.start_epoch(0)
+            for index in range(task.num_batches(0)):
+                task.train_step(0, index)
+        finally:
+            torch.utils.deterministic.fill_uninitialized_memory = False
+        weights[fill] = task.model.state_dict()
+    assert all(torch.equal(weights[True][k], weights[False][k]) for k in weights[True])
 
 
 def test_exporting_one_checkpoint_again_gives_the_same_bytes(tiny, tmp_path):
