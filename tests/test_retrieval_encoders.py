@@ -105,7 +105,10 @@ def test_conv_output_lengths_read_only_real_frames():
     padded = torch.cat([x, torch.full((1, 20, 40), 50.0)], dim=1)
     a = model.conv(x.transpose(1, 2))[..., :1]
     b = model.conv(padded.transpose(1, 2))[..., :1]
-    assert torch.allclose(a, b)
+    # oneDNN may pick another convolution algorithm for another input length, which rounds float32
+    # differently (seen ~1e-7 on AMD EPYC); a frame of padding (50.0) leaking in would move outputs
+    # by O(1). So: equal to float32 rounding, far from a leak.
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_bigru_matches_torch_bidirectional_gru_on_packed_sequences():
