@@ -79,7 +79,7 @@ class PeakWorkerRss:
 
 
 def load_manifest(path: str):
-    from vgs.corpora import read_manifest
+    from vgs.corpora.manifest import read_manifest
 
     manifest = read_manifest(path)
     return manifest, [r for r in manifest if r.modality == "audio"]

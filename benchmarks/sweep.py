@@ -152,7 +152,8 @@ def wait_registered(clone: Path, count: int, timeout: float = 180) -> None:
 
 
 def pool_sweep(clone: Path, server: Server, env: dict, workers: int, args, config_number: int) -> dict:
-    from pipeline.sweep import parse_grid, submit_sweep, wait_for_runs
+    from pipeline.deployments import submit_sweep
+    from pipeline.sweep import parse_grid, wait_for_runs
 
     logs = [open(clone.parent / f"worker-{config_number}-{i}.log", "w") for i in range(workers)]
     procs = [subprocess.Popen([sys.executable, "-m", "vgs.cli", "worker", "--pool", "bench", "--api-url",

@@ -82,7 +82,7 @@ def require(*paths) -> None:
 def require_pair_store(path: str, views: list[str]) -> None:
     """The pair store and the feature stores it names for `views`."""
     require(path)
-    from vgs.pairing import PairStore
+    from vgs.pairing.pairs import PairStore
     stores = {v["name"]: v.get("store") for v in PairStore(path).views}
     require(*(stores[v] for v in views if stores.get(v)))
 

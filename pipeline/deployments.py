@@ -8,6 +8,10 @@ module path (pipeline.flows.dvc_pipeline), so no code is copied or stored anywhe
 """
 from __future__ import annotations
 
+# The sweep's pool and deployment names live with the sweep (pipeline/sweep.py), which imports
+# nothing above it: deployments -> flows -> sweep, never back.
+from pipeline.sweep import SWEEP_DEPLOYMENT, SWEEP_POOL
+
 LOCAL_POOL = "vgs-local"
 DEFAULT_SCHEDULE_NAME = "scheduled"
 
@@ -85,3 +89,37 @@ def upcoming_runs(deployment_id: str, limit: int = 3) -> list:
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
                 any_=[StateType.SCHEDULED]))),
             sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=limit)
+
+
+def deploy_sweep(pool: str = SWEEP_POOL, name: str = SWEEP_DEPLOYMENT, pull: bool = False,
+                 push_remote: str | None = None) -> str:
+    """Create the process work pool (if missing) and the `dvc-experiment/<name>` deployment.
+
+    The deployment names the flow by module path (pipeline.flows), so a worker runs it from its
+    own installed project; the flow finds its checkout through $VGS_REPO, which `vgs worker`
+    sets. Nothing here depends on this machine's paths, so workers anywhere can share it.
+    """
+    from pipeline.flows import dvc_experiment
+
+    return apply_deployment(
+        dvc_experiment, name, pool, parameters={"pull": pull, "push_remote": push_remote},
+        description="One sweep point as a DVC experiment (`dvc exp run --temp -S ...`); "
+                    "submit points with `vgs sweep submit`.")
+
+
+def submit_sweep(grid: list[dict[str, str]], prefix: str, targets: list[str] | None,
+                 deployment: str = SWEEP_DEPLOYMENT) -> list[tuple[str, str]]:
+    """One flow run per point; returns (experiment name, flow run id)."""
+    from prefect.deployments import run_deployment
+
+    from pipeline.flows import EXPERIMENT_FLOW_NAME
+    from pipeline.sweep import point_name
+
+    runs = []
+    for point in grid:
+        name = point_name(prefix, point)
+        run = run_deployment(f"{EXPERIMENT_FLOW_NAME}/{deployment}", timeout=0,
+                             parameters={"params": point, "name": name, "targets": targets},
+                             flow_run_name=name)
+        runs.append((name, str(run.id)))
+    return runs

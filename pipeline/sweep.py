@@ -235,40 +235,6 @@ def discard_unfinished_experiments(root: Path, names: list[str]) -> list[str]:
     return removed
 
 
-def deploy_sweep(pool: str = SWEEP_POOL, name: str = SWEEP_DEPLOYMENT, pull: bool = False,
-                 push_remote: str | None = None) -> str:
-    """Create the process work pool (if missing) and the `dvc-experiment/<name>` deployment.
-
-    The deployment names the flow by module path (pipeline.flows), so a worker runs it from its
-    own installed project; the flow finds its checkout through $VGS_REPO, which `vgs worker`
-    sets. Nothing here depends on this machine's paths, so workers anywhere can share it.
-    """
-    from pipeline.deployments import apply_deployment
-    from pipeline.flows import dvc_experiment
-
-    return apply_deployment(
-        dvc_experiment, name, pool, parameters={"pull": pull, "push_remote": push_remote},
-        description="One sweep point as a DVC experiment (`dvc exp run --temp -S ...`); "
-                    "submit points with `vgs sweep submit`.")
-
-
-def submit_sweep(grid: list[dict[str, str]], prefix: str, targets: list[str] | None,
-                 deployment: str = SWEEP_DEPLOYMENT) -> list[tuple[str, str]]:
-    """One flow run per point; returns (experiment name, flow run id)."""
-    from prefect.deployments import run_deployment
-
-    from pipeline.flows import EXPERIMENT_FLOW_NAME
-
-    runs = []
-    for point in grid:
-        name = point_name(prefix, point)
-        run = run_deployment(f"{EXPERIMENT_FLOW_NAME}/{deployment}", timeout=0,
-                             parameters={"params": point, "name": name, "targets": targets},
-                             flow_run_name=name)
-        runs.append((name, str(run.id)))
-    return runs
-
-
 def wait_for_runs(run_ids: list[str], timeout: float | None = None, poll_seconds: float = 2.0) -> dict:
     """Wait until every flow run is final; return {id: state name}."""
     from prefect import get_client

@@ -4,7 +4,7 @@ language, and rejected.jsonl (what on_error: skip left out, and why)."""
 import argparse
 from pathlib import Path
 
-from vgs.corpora import prepare_caption_corpus
+from vgs.corpora.prepare_captions import prepare_caption_corpus
 from vgs.corpora.captions import write_caption_corpus
 from vgs.params import Params
 from vgs.utils.entry import friendly_errors

@@ -2,7 +2,7 @@
 import argparse
 import time
 
-from vgs.corpora import read_manifest
+from vgs.corpora.manifest import read_manifest
 from vgs.features.config import load_feature_config
 from vgs.features.extract import ON_ERROR, build_store
 from vgs.params import Params

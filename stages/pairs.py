@@ -2,7 +2,8 @@
 its own captions (`mode: instance`), as K-view tuples at data/pairs/<name>.zarr."""
 import argparse
 
-from vgs.pairing import View, build_instance_pairs, build_pairs
+from vgs.pairing.instance import build_instance_pairs
+from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
 from vgs.paths import pairs_path
 from vgs.utils.entry import friendly_errors

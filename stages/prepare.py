@@ -2,7 +2,8 @@
 import argparse
 from collections import Counter
 
-from vgs.corpora import prepare_corpus, write_manifest
+from vgs.corpora.manifest import write_manifest
+from vgs.corpora.prepare import prepare_corpus
 from vgs.params import Params
 from vgs.paths import manifest_path
 from vgs.utils.entry import friendly_errors

@@ -26,7 +26,7 @@ from vgs.features.audio import compute_features, conform_waveform, frame_geometr
 from vgs.features.config import load_feature_config
 from vgs.features.extract import build_store
 from vgs.params import Params
-from vgs.store import FeatureStore
+from vgs.store.feature_store import FeatureStore
 
 REPO = Path(__file__).resolve().parent.parent
 RATE = 8000

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vgs.corpora import prepare_corpus, write_manifest
+from vgs.corpora.manifest import write_manifest
+from vgs.corpora.prepare import prepare_corpus
 from vgs.corpora.audio_info import audio_info, read_audio
 from vgs.corpora.audiomnist import prepare_audiomnist
 from vgs.corpora.fsdd import prepare_fsdd
@@ -30,7 +31,7 @@ from vgs.features.audio import compute_features, conform_waveform
 from vgs.features.config import load_feature_config
 from vgs.features.extract import build_store
 from vgs.params import Params
-from vgs.store import FeatureStore
+from vgs.store.feature_store import FeatureStore
 
 
 # -- fixture writers ------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from vgs.methods.crabtree2021.report import HEADLINE_LIMIT, build_report, verdic
 from vgs.methods.crabtree2021.train import (CrabtreeTask, batch_loss, load_views, make_scheduler, pair_names,
                                             train_run)
 from vgs.nn.retrieval_losses import info_nce
-from vgs.pairing import View, build_instance_pairs
+from vgs.pairing.pairs import View
+from vgs.pairing.instance import build_instance_pairs
 from vgs.params import Params
 from vgs.report.metrics import flatten_headline
 

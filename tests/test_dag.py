@@ -112,7 +112,7 @@ def test_repro_then_one_key_change_reruns_only_its_stages(tmp_path):
 
     after = dvc(proj, "repro")
     assert ran(after) == {"features@fsdd-fbank80", "pairs@mnist-fsdd"}, after
-    from vgs.store import FeatureStore
+    from vgs.store.feature_store import FeatureStore
 
     assert FeatureStore(proj / "data/features/fsdd/fbank80.zarr").dim == 40
     assert FeatureStore(proj / "data/features/fsdd/logmel40.zarr").dim == 40

@@ -20,7 +20,7 @@ from vgs.errors import StoreError
 from vgs.features.config import load_feature_config
 from vgs.features.extract import build_store
 from vgs.params import Params
-from vgs.store import FeatureStore, FeatureStoreWriter, fixed_length
+from vgs.store.feature_store import FeatureStore, FeatureStoreWriter, fixed_length
 from vgs.store.hdf5 import export_hdf5, import_hdf5
 from vgs.store.torch_views import FeatureDataset, pad_collate
 

@@ -19,7 +19,7 @@ from vgs.features.config import load_feature_config
 from vgs.features.extract import build_store
 from vgs.features.image import image_features
 from vgs.params import Params
-from vgs.store import FeatureStore
+from vgs.store.feature_store import FeatureStore
 
 REPO = Path(__file__).resolve().parent.parent
 REPO_PARAMS = Params.load(REPO / "params.yaml")

@@ -11,9 +11,10 @@ from vgs.corpora.manifest import Manifest, ManifestRecord, write_manifest
 from vgs.errors import DataError, StoreError, VgsError
 from vgs.features.config import ImageFeatureConfig, load_feature_config
 from vgs.features.extract import build_store
-from vgs.pairing import PairStore, View, build_instance_pairs
+from vgs.pairing.pairs import PairStore, View
+from vgs.pairing.instance import build_instance_pairs
 from vgs.params import Params
-from vgs.store import FeatureStore
+from vgs.store.feature_store import FeatureStore
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = {"train": 4, "val": 2, "test": 3}

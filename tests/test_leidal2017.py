@@ -21,7 +21,7 @@ from vgs.methods.leidal2017.paper import TABLE1, paper_row
 from vgs.methods.leidal2017.report import build_report
 from vgs.methods.leidal2017.train import LeidalTask, train_run
 from vgs.nn.gaussian import frobenius_norm_sum
-from vgs.pairing import View, build_pairs
+from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
 from vgs.report.tables import read_csv
 from tiny_stores import write_tiny_store

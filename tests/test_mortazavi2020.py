@@ -20,7 +20,8 @@ from vgs.methods.mortazavi2020.evaluate import evaluate_run
 from vgs.methods.mortazavi2020.export import export_run
 from vgs.methods.mortazavi2020.report import build_report, check_claims
 from vgs.methods.mortazavi2020.train import MortazaviTask, load_views, make_scheduler, train_run
-from vgs.pairing import View, build_instance_pairs
+from vgs.pairing.pairs import View
+from vgs.pairing.instance import build_instance_pairs
 from vgs.params import Params
 from vgs.report.metrics import flatten_headline
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vgs.errors import StoreError, VgsError
-from vgs.pairing import PairStore, View, build_pairs
+from vgs.pairing.pairs import PairStore, View, build_pairs
 from vgs.store.feature_store import FeatureStoreWriter
 
 
@@ -34,7 +34,7 @@ def stores(tmp_path):
 
 
 def labels_and_splits(store_path):
-    from vgs.store import FeatureStore
+    from vgs.store.feature_store import FeatureStore
 
     s = FeatureStore(store_path)
     return s.labels, s.splits

@@ -19,10 +19,10 @@ from vgs.methods.pvae2018.inference import load_trained
 from vgs.methods.pvae2018.train import PVAETask, train_run
 from vgs.nn.gaussian import kl_to_standard_normal
 from vgs.nn.recurrent import LSTMEncoder, LSTMFrameDecoder, pad_batch
-from vgs.pairing import View, build_pairs
+from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
 from tiny_stores import write_tiny_store
-from vgs.train import load_checkpoint
+from vgs.train.trainer import load_checkpoint
 
 LOG2PI = math.log(2 * math.pi)
 
@@ -313,24 +313,24 @@ def test_batches_are_sorted_by_length_but_cover_the_epoch(tiny):
 
 
 def test_pipeline_stages_on_tiny_data(tiny, tmp_path):
-    """train -> export -> evaluate -> generate -> report through the stage scripts."""
+    """train -> export -> evaluate -> generate -> report through the stage driver (stages/run.py)."""
     import importlib.util
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("stage_driver", repo / "stages" / "run.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
 
-    def stage(name, *args):
-        spec = importlib.util.spec_from_file_location(name, repo / "stages" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        mod.main(list(args))
+    def stage(*args):
+        driver.main(["pvae2018", *args])
 
     for model in ("vae-sp", "vae-im", "jmvae-kl", "pvae-nocontrast", "pvae", "pvae-independence"):
-        stage("pvae2018_train", model, "--no-progress")
-        stage("pvae2018_export", model)
-        stage("pvae2018_evaluate", model)
-    stage("pvae2018_generate")
-    stage("pvae2018_report")
+        stage("train", model, "--no-progress")
+        stage("export", model)
+        stage("evaluate", model)
+    stage("generate")
+    stage("report")
     res = tmp_path / "results" / "pvae2018"
     rows = (res / "table1.csv").read_text().splitlines()
     assert rows[0].startswith("model,latent_speech,latent_image,purity_speech_paper,purity_speech_ours")

@@ -16,9 +16,9 @@ from vgs.methods.smart.model import ConvAutoencoder, SmartNet, count_layers
 from vgs.methods.smart.report import write_report
 from vgs.methods.smart.train import (SmartTask, build_net, build_schedule, model_config, train_config,
                                      train_style)
-from vgs.pairing import View, build_pairs
+from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
-from vgs.store import FeatureStoreWriter
+from vgs.store.feature_store import FeatureStoreWriter
 
 CLASSES = 4
 

@@ -32,7 +32,7 @@ def make_project(proj: Path) -> None:
     proj.mkdir()
     shutil.copytree(REPO / "vgs", proj / "vgs", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (proj / "stages").mkdir()
-    for stage in (*FOUNDATION_STAGES, "leidal2017_train"):
+    for stage in (*FOUNDATION_STAGES, "run"):
         shutil.copy(REPO / "stages" / f"{stage}.py", proj / "stages")
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
     dvc_yaml["stages"] = {k: v for k, v in dvc_yaml["stages"].items()

@@ -435,7 +435,7 @@ def test_a_stopped_worker_hands_back_runs_it_claimed_but_never_started(tmp_path)
     from prefect import get_client
     from prefect.states import Pending, Running
 
-    from pipeline.sweep import deploy_sweep
+    from pipeline.deployments import deploy_sweep
     from pipeline.worker import WorkerSupervisor
 
     server = shared_server()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from vgs.errors import CheckpointError
-from vgs.train import Trainer, load_checkpoint
+from vgs.train.trainer import Trainer, load_checkpoint
 
 
 class TinyTask:

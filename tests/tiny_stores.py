@@ -1,5 +1,5 @@
 """Tiny feature stores for end-to-end method tests (shared by the Leidal and PVAE tests)."""
-from vgs.store import FeatureStoreWriter
+from vgs.store.feature_store import FeatureStoreWriter
 
 
 def write_tiny_store(path, items, corpus, modality, item_shape=None):

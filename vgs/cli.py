@@ -21,6 +21,8 @@ from vgs.utils.entry import friendly_errors
 
 COMMANDS = {
     "store": "vgs.commands.store",
+    # dvc.yaml's code deps, derived from each stage script's imports.
+    "deps": "vgs.commands.deps",
     # Prefect orchestration (pipeline/): server + UI, one-off flow, schedules, workers, sweeps,
     # and the CPU budget they share.
     "ui": "vgs.commands.ui",

@@ -38,7 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def store_summary(path) -> dict:
     from collections import Counter
 
-    from vgs.store import FeatureStore
+    from vgs.store.feature_store import FeatureStore
 
     store = FeatureStore(path)
     splits = Counter(store.splits.tolist())

@@ -99,7 +99,7 @@ def run_deploy(args) -> int:
     from vgs.commands._prefect import connect
 
     connect(args)
-    from pipeline.sweep import deploy_sweep
+    from pipeline.deployments import deploy_sweep
 
     deployment_id = deploy_sweep(args.pool, args.deployment, pull=args.pull, push_remote=args.push_remote)
     print(f"deployment dvc-experiment/{args.deployment} ({deployment_id}) in work pool {args.pool}\n"
@@ -111,7 +111,8 @@ def run_submit(args) -> int:
     from vgs.commands._prefect import connect
 
     root, _ = connect(args)
-    from pipeline.sweep import parse_grid, submit_sweep, wait_for_runs
+    from pipeline.deployments import submit_sweep
+    from pipeline.sweep import parse_grid, wait_for_runs
 
     grid = parse_grid(args.grid)
     prefix = _prefix(args)

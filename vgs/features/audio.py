@@ -14,16 +14,17 @@ utterance.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from math import gcd
 from pathlib import Path
 
-import kaldi_native_fbank as knf
 import numpy as np
 
 from vgs.errors import AudioError
 from vgs.features import knf_bulk
 from vgs.features.config import AudioFeatureConfig
+# kaldi-native-fbank's view of a config lives below this module (config.py and knf_bulk.py read it
+# too); its names stay importable from here.
+from vgs.features.kaldi_options import frame_geometry, knf_options, python_binding_frames  # noqa: F401
 
 
 def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
@@ -60,34 +61,6 @@ def conform_waveform(samples: np.ndarray, rate: int, cfg: AudioFeatureConfig,
     return x
 
 
-def _frame_options(cfg: AudioFeatureConfig, frame_opts) -> None:
-    frame_opts.samp_freq = float(cfg.sample_rate)
-    frame_opts.frame_length_ms = cfg.frame_length_ms
-    frame_opts.frame_shift_ms = cfg.frame_shift_ms
-    frame_opts.dither = cfg.dither
-    frame_opts.preemph_coeff = cfg.preemph_coeff
-    frame_opts.remove_dc_offset = cfg.remove_dc_offset
-    frame_opts.window_type = cfg.window_type
-    frame_opts.round_to_power_of_two = cfg.round_to_power_of_two
-    frame_opts.snip_edges = cfg.snip_edges
-
-
-def knf_options(cfg: AudioFeatureConfig):
-    if cfg.kind == "fbank":
-        opts = knf.FbankOptions()
-        opts.use_energy = cfg.use_energy
-    else:
-        opts = knf.MfccOptions()
-        opts.num_ceps = cfg.num_ceps
-        opts.use_energy = cfg.use_energy
-        opts.cepstral_lifter = cfg.cepstral_lifter
-    _frame_options(cfg, opts.frame_opts)
-    opts.mel_opts.num_bins = cfg.num_mel_bins
-    opts.mel_opts.low_freq = cfg.low_freq
-    opts.mel_opts.high_freq = cfg.high_freq
-    return opts
-
-
 def apply_cmvn(feats: np.ndarray, mode: str) -> np.ndarray:
     """Per-utterance normalisation over time, per dimension."""
     if mode == "none" or len(feats) == 0:
@@ -97,14 +70,6 @@ def apply_cmvn(feats: np.ndarray, mode: str) -> np.ndarray:
         std = out.std(axis=0, keepdims=True)
         out = out / np.maximum(std, 1e-5)
     return out.astype(np.float32, copy=False)
-
-
-@lru_cache(maxsize=64)
-def frame_geometry(cfg: AudioFeatureConfig) -> tuple[int, int]:
-    """(window size, window shift) in samples, with the float32 arithmetic knf uses."""
-    ms_to_samples = np.float32(cfg.sample_rate) * np.float32(0.001)
-    return (int(ms_to_samples * np.float32(cfg.frame_length_ms)),
-            int(ms_to_samples * np.float32(cfg.frame_shift_ms)))
 
 
 def _too_short(x: np.ndarray, cfg: AudioFeatureConfig, path) -> AudioError:
@@ -118,17 +83,6 @@ def check_long_enough(x: np.ndarray, cfg: AudioFeatureConfig, path: str | Path =
     size, _ = frame_geometry(cfg)
     if len(x) == 0 or (cfg.snip_edges and len(x) < size):
         raise _too_short(x, cfg, path)
-
-
-def python_binding_frames(cfg: AudioFeatureConfig, scaled: np.ndarray, opts=None) -> np.ndarray:
-    """(T, D) frames of an already scaled float32 waveform through knf's Python binding."""
-    opts = opts or knf_options(cfg)
-    extractor = knf.OnlineFbank(opts) if cfg.kind == "fbank" else knf.OnlineMfcc(opts)
-    extractor.accept_waveform(float(cfg.sample_rate), memoryview(np.ascontiguousarray(scaled, dtype=np.float32)))
-    extractor.input_finished()
-    count = extractor.num_frames_ready
-    # get_frame returns a view of the extractor's buffer; np.array copies them all in one go.
-    return np.array(list(map(extractor.get_frame, range(count))), dtype=np.float32).reshape(count, cfg.dim)
 
 
 def expected_num_frames(num_samples: int, cfg: AudioFeatureConfig) -> int:

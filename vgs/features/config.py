@@ -147,7 +147,7 @@ def _check_with_knf(cfg: AudioFeatureConfig, source: str) -> None:
     so the error names the config instead of surfacing as a ValueError inside a worker."""
     import kaldi_native_fbank as knf
 
-    from vgs.features.audio import frame_geometry, knf_options
+    from vgs.features.kaldi_options import frame_geometry, knf_options
 
     for key, samples in zip(("frame_length_ms", "frame_shift_ms"), frame_geometry(cfg)):
         # knf truncates to whole samples; a zero shift kills the process with SIGFPE.

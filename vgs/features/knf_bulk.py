@@ -55,7 +55,7 @@ class BulkUnavailable(RuntimeError):
 
 
 def knf_bulk_options(cfg) -> KnfOptions:
-    """The C options for an AudioFeatureConfig (the same fields as audio.knf_options sets)."""
+    """The C options for an AudioFeatureConfig (the same fields as kaldi_options.knf_options sets)."""
     return KnfOptions(
         is_mfcc=int(cfg.kind == "mfcc"), samp_freq=float(cfg.sample_rate),
         frame_length_ms=cfg.frame_length_ms, frame_shift_ms=cfg.frame_shift_ms, dither=cfg.dither,
@@ -236,7 +236,7 @@ def usable_for(cfg) -> bool:
     """Whether the C entry point gives exactly knf's Python binding's frames for this config.
 
     Warns once, with the reason, when it does not."""
-    from vgs.features.audio import python_binding_frames
+    from vgs.features.kaldi_options import python_binding_frames
 
     lib = _library()
     if isinstance(lib, BulkUnavailable):

@@ -1,4 +1,4 @@
-from vgs.pairing.instance import build_instance_pairs
-from vgs.pairing.pairs import PairStore, View, build_pairs, draw_same_class
+"""Pair stores (which items of two views train together) and instance pairing of spoken-caption corpora.
 
-__all__ = ["PairStore", "View", "build_instance_pairs", "build_pairs", "draw_same_class"]
+This package imports nothing itself: a stage that reads one module depends on that module alone.
+"""

@@ -3,7 +3,7 @@ captions in the chosen views, for the retrieval papers (Mortazavi 2020, Crabtree
 
 Everything is read into memory once (digitscenes: 40 MB of images, about 60 MB of features per
 language). Captions are normalised per utterance (zero mean, unit variance per coefficient, as
-vgs.store.fixed_length does) and zero-padded at the end; lengths say where padding starts, so the
+vgs.store.feature_store.fixed_length does) and zero-padded at the end; lengths say where padding starts, so the
 encoders can mask it. Captions longer than `max_frames` are left out of every split, with their
 datapoints, and counted in `dropped_long` (Mortazavi dropped captions over 8,192 MFCC frames).
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vgs.errors import StoreError
-from vgs.pairing import PairStore
+from vgs.pairing.pairs import PairStore
 from vgs.store.feature_store import FeatureStore
 
 

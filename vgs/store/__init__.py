@@ -1,4 +1,4 @@
-"""Feature stores (Zarr), pair stores, HDF5 export and torch Dataset views."""
-from vgs.store.feature_store import FeatureStore, FeatureStoreWriter, fixed_length
+"""Feature stores (Zarr), pair stores, HDF5 export and torch Dataset views.
 
-__all__ = ["FeatureStore", "FeatureStoreWriter", "fixed_length"]
+This package imports nothing itself: a stage that reads one module depends on that module alone.
+"""

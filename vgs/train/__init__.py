@@ -1,5 +1,4 @@
-from vgs.train.trainer import (Trainer, TrainTask, fingerprint, load_checkpoint, load_finished_checkpoint, pick_device,
-                               save_checkpoint)
+"""The one trainer (vgs/train/trainer.py) and the resume rule (vgs/train/provenance.py).
 
-__all__ = ["Trainer", "TrainTask", "fingerprint", "load_checkpoint", "load_finished_checkpoint", "pick_device",
-           "save_checkpoint"]
+This package imports nothing itself: a stage that reads one module depends on that module alone.
+"""

@@ -10,8 +10,9 @@ from vgs.errors import StoreError
 from vgs.eval.oracle import caption_caption_oracle, image_caption_oracle
 from vgs.eval.retrieval import recall_all_pairs, zero_vector_counts
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, embeddings_dir, eval_path, pair_key, recall_summary
-from vgs.store import FeatureStore
+from vgs.params import Params
 from vgs.store.embeddings import read_embeddings, read_export_timing
+from vgs.store.feature_store import FeatureStore
 from vgs.utils.atomic import atomic_write_json
 
 KS = (1, 5, 10)
@@ -68,3 +69,14 @@ def evaluate_run(cfg: RunConfig, in_dir=None, out_path=None) -> dict:
     }
     atomic_write_json(out_path or eval_path(cfg.run), result)
     return result
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage crabtree2021-evaluate@<run>: recall@1/5/10 of every view pair on the test
+    datapoints, beside the corpus's oracle -> data/eval/crabtree2021/<run>.json."""
+    from vgs.methods.crabtree2021.config import eval_path, load_run_config
+    cfg = load_run_config(params, run)
+    r = evaluate_run(cfg)
+    s = r["summary"]
+    return (f"{eval_path(cfg.run)}: mean avgR10 image pairs {s['image']:.3f}, cross-lingual "
+            f"{s['crosslingual']:.3f} on {r['test_pairs']} test datapoints")

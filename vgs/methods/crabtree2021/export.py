@@ -23,9 +23,10 @@ import numpy as np
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, embeddings_dir, model_dir
 from vgs.methods.crabtree2021.model import build_model
 from vgs.methods.crabtree2021.train import encode_tuples, load_views
+from vgs.params import Params
 from vgs.store.embeddings import export_timing_path, write_embeddings
-from vgs.store.instance_views import InstanceViews
-from vgs.train import load_finished_checkpoint
+from vgs.pairing.instance_views import InstanceViews
+from vgs.train.trainer import load_finished_checkpoint
 from vgs.utils.atomic import atomic_path, atomic_write_json
 
 SPLITS = ("val", "test")
@@ -84,3 +85,12 @@ def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews 
             summary[split] = len(ids)
         atomic_write_json(export_timing_path(tmp), {"export_wall_seconds": round(time.perf_counter() - started, 2)})
     return summary
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage crabtree2021-export@<run>: image and per-language speech embeddings of the val and
+    test datapoints -> data/embeddings/crabtree2021/<run>/."""
+    from vgs.methods.crabtree2021.config import embeddings_dir, load_run_config
+    cfg = load_run_config(params, run)
+    s = export_run(cfg)
+    return f"{embeddings_dir(cfg.run)}: " + ", ".join(f"{split} {n} datapoints" for split, n in s.items())

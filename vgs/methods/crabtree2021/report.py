@@ -21,10 +21,11 @@ from vgs.errors import ParamError, StoreError
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, embeddings_dir, eval_path, view_pair_keys
 from vgs.methods.crabtree2021.paper import (CHOSEN_HYPERSPHERIC, COLUMNS, paper_best_epoch, paper_cell, paper_header,
                                             paper_mean)
+from vgs.params import Params
 from vgs.paths import results_dir
 from vgs.report.figures import plot_tsne_grid, plt, save_figure
-from vgs.report.recall import plot_validation_curves
 from vgs.report.metrics import table_number, write_results
+from vgs.report.recall import plot_validation_curves
 from vgs.report.tables import hardware_summary, markdown_table, write_csv
 from vgs.utils.atomic import atomic_write_text
 
@@ -399,7 +400,7 @@ def tsne_figure(cfg: RunConfig, settings: dict, out: Path, emb_dir=None) -> dict
     one grid position of the scene, marker by view."""
     from vgs.eval.oracle import _scenes_in_order
     from vgs.eval.tsne import joint_tsne
-    from vgs.store import FeatureStore
+    from vgs.store.feature_store import FeatureStore
     from vgs.store.embeddings import read_embeddings
 
     path = Path(emb_dir or embeddings_dir(cfg.run)) / "test.h5"
@@ -628,4 +629,26 @@ def render_markdown(c0: RunConfig, data, n_test, chance, noise, chosen, ev, md_t
                   f"paper in the cpu profile: {BUDGET_MINUTES} min; meaningful when all runs were trained in one "
                   "`dvc repro`). It includes each stage's start-up, which the per-stage columns leave out.", ""]
     lines += [f"Hardware: {hardware_summary()}. Report built in {report_seconds:.1f} s.", ""]
+    return "\n".join(lines)
+
+
+def stage(params: Params, progress: bool = True) -> str:
+    """DVC stage crabtree2021-report: Tables 3.1-5.1, the validation curves, t-SNE, findings,
+    metrics and report.md -> results/crabtree2021/."""
+    from vgs.methods.crabtree2021.config import load_run_config, report_settings, run_names
+    from vgs.paths import results_dir
+    names = run_names(params)
+    configs = [load_run_config(params, run) for run in names]
+    # Table 5.1's parameter counts at paper scale: the same runs under the paper profile (not trained).
+    paper = Params({**params.data, "profile": "paper"}, "", params.source)
+    paper_configs = {run: load_run_config(paper, run) for run in SHARED_RUNS if run in names}
+    out = build_report(configs, report_settings(params), paper_configs=paper_configs)
+    lines = [f"{results_dir('crabtree2021')}/: report.md, table*.csv, validation*.png, table3_3_bars.png, tsne.png, "
+             "metrics.json, details.json"]
+    for run, m in out["metrics"].items():
+        if run != "noise_floor":
+            lines.append(f"  {run:>16}  mean avgR10 (%) image {m['image_avgR10']:.2f}  "
+                         f"cross-lingual {m['crosslingual_avgR10']:.2f}")
+    for f in out["findings"]:
+        lines.append(f"  {f['finding'][:70]}: {f['verdict']}")
     return "\n".join(lines)

@@ -24,9 +24,10 @@ from vgs.eval.retrieval import recall_all_pairs, zero_vector_counts
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, model_dir, recall_summary
 from vgs.methods.crabtree2021.model import CrabtreeModel, build_model
 from vgs.nn.retrieval_losses import multiview_loss, view_pairs
-from vgs.pairing import PairStore
-from vgs.store.instance_views import InstanceViews
-from vgs.train import Trainer
+from vgs.pairing.pairs import PairStore
+from vgs.params import Params
+from vgs.pairing.instance_views import InstanceViews
+from vgs.train.trainer import Trainer
 from vgs.utils.seed import seed_everything
 
 VAL_KS = (1, 5, 10)
@@ -212,3 +213,17 @@ def train_run(cfg: RunConfig, views: InstanceViews | None = None, progress: bool
                       num_threads=cfg.train.num_threads, progress=progress, stop_after_steps=stop_after_steps)
     summary = trainer.fit(task)
     return {**summary, "cpu_seconds": task.cpu_seconds, "steps": task.steps, "task": task, "trainer": trainer}
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage crabtree2021-train@<run>: train one configuration (image ResNet + ResDAVEnet speech
+    encoders) from scratch, or resume it after a kill (vgs/train/provenance.py says when)."""
+    from vgs.methods.crabtree2021.config import load_run_config, model_dir
+    from vgs.train.provenance import stage_provenance
+    cfg = load_run_config(params, run)
+    s = train_run(cfg, progress=progress, provenance=stage_provenance(f"crabtree2021-train@{run}"))
+    best = s["task"].best
+    return (f"{model_dir(cfg.run)}: {cfg.loss.name}, {cfg.model.pooling} pooling, {cfg.train.scheme}, "
+            f"{cfg.model.encoders} encoders, {s['steps']} steps, best epoch {best['epoch'] + 1} (val mean avgR10 "
+            f"{best['val_avgR10']:.3f}), {s['elapsed_seconds']:.0f} s wall, {s['cpu_seconds']:.0f} s CPU "
+            f"(profile {cfg.profile})")

@@ -15,8 +15,8 @@ import torch
 
 from vgs.errors import StoreError
 from vgs.methods.leidal2017.config import DataConfig
-from vgs.pairing import PairStore
-from vgs.store import FeatureStore
+from vgs.pairing.pairs import PairStore
+from vgs.store.feature_store import FeatureStore
 
 
 class LeidalData:

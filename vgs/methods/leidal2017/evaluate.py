@@ -11,6 +11,7 @@ import time
 
 from vgs.eval.suite import evaluate_file
 from vgs.methods.leidal2017.config import RunConfig, embeddings_path, eval_path
+from vgs.params import Params
 from vgs.store.embeddings import read_embedding_attrs, read_export_timing
 from vgs.utils.atomic import atomic_write_json
 
@@ -32,3 +33,13 @@ def evaluate_run(cfg: RunConfig, in_path=None, out_path=None) -> dict:
                          "evaluate_wall_seconds": round(time.perf_counter() - started, 2)}}
     atomic_write_json(out_path or eval_path(cfg.run), result)
     return result
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage leidal2017-evaluate@<run>: k-means purity and the modality SVM ->
+    data/eval/leidal2017/<run>.json."""
+    from vgs.methods.leidal2017.config import eval_path, load_run_config
+    cfg = load_run_config(params, run)
+    r = evaluate_run(cfg)
+    return (f"{eval_path(cfg.run)}: lambda_IG={cfg.lambda_ig:g} purity {r['purity']:.3f}, "
+            f"modality SVM accuracy {r['svm_acc']:.3f} ({r['timing']['evaluate_wall_seconds']:.0f} s)")

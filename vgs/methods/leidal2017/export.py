@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vgs.errors import CheckpointError
 from vgs.methods.leidal2017.config import METHOD, RunConfig, embeddings_path, model_dir
 from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.train import build_model
+from vgs.params import Params
 from vgs.store.embeddings import export_timing_path, write_embeddings
+from vgs.train.trainer import load_finished_checkpoint
 from vgs.utils.atomic import atomic_write_json
-from vgs.errors import CheckpointError
-from vgs.train import load_finished_checkpoint
 
 
 def load_trained(cfg: RunConfig, data: LeidalData, run_dir=None):
@@ -102,3 +103,13 @@ def export_run(cfg: RunConfig, data: LeidalData | None = None, out_path=None, ru
     timing = {"export_wall_seconds": round(time.perf_counter() - started, 2)}
     atomic_write_json(export_timing_path(out_path), timing)
     return {"path": str(out_path), **{m: len(v["ids"]) for m, v in views.items()}, **attrs, **timing}
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage leidal2017-export@<run>: posteriors and 16 sampled embeddings per test input ->
+    data/embeddings/leidal2017/<run>.h5."""
+    from vgs.methods.leidal2017.config import load_run_config
+    cfg = load_run_config(params, run)
+    s = export_run(cfg, progress=progress)
+    return (f"{s['path']}: {s['image']} images + {s['audio']} utterances of split {s['split']} "
+            f"x {s['num_samples']} samples ({s['data']}), {s['export_wall_seconds']:.0f} s")

@@ -13,6 +13,7 @@ from pathlib import Path
 from vgs.errors import StoreError
 from vgs.methods.leidal2017.config import METHOD, RunConfig, eval_path
 from vgs.methods.leidal2017.paper import PAPER_DATA, PAPER_TRAINING, TABLE1, paper_row
+from vgs.params import Params
 from vgs.paths import results_dir
 from vgs.report.figures import plot_log_sweep, plot_tsne_grid
 from vgs.report.metrics import headline_cells, write_results
@@ -272,3 +273,18 @@ def comparison_paragraphs(rows: list[dict], checks: list[dict]) -> list[str]:
         "(Eq. 1 writes a sum); this fixes the scale of lambda_IG, see README. Run with `profile: paper` for "
         "the paper's schedule.")
     return out
+
+
+def stage(params: Params, progress: bool = True) -> str:
+    """DVC stage leidal2017-report: Table 1, Figures 2 and 3, metrics and report.md ->
+    results/leidal2017/."""
+    from vgs.methods.leidal2017.config import load_run_config, run_names
+    from vgs.paths import results_dir
+    configs = [load_run_config(params, run) for run in run_names(params)]
+    metrics = build_report(configs)
+    lines = [f"{results_dir('leidal2017')}/: table1.csv, figure2_tsne.png, figure3.png, metrics.json, report.md"]
+    for run, m in metrics["runs"].items():
+        lines.append(f"  {run:>10}  lambda_IG={m['lambda_ig']:<9g} purity {m['purity']:.3f}  SVM {m['svm_acc']:.3f}")
+    for name, met in metrics["targets_met"].items():
+        lines.append(f"  {name}: {'met' if met else 'NOT met'}")
+    return "\n".join(lines)

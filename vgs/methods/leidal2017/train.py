@@ -20,7 +20,8 @@ from vgs.methods.leidal2017.config import RunConfig, model_dir
 from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.model import (LeidalModel, draw_negatives, information_gain_loss, leidal_loss,
                                           similarity_loss)
-from vgs.train import Trainer
+from vgs.params import Params
+from vgs.train.trainer import Trainer
 from vgs.utils.seed import seed_everything
 
 
@@ -174,3 +175,14 @@ def train_run(cfg: RunConfig, data: LeidalData | None = None, progress: bool = T
     trainer = make_trainer(cfg, progress, stop_after_steps, run_dir, provenance)
     summary = trainer.fit(task)
     return {**summary, "cpu_seconds": task.cpu_seconds, "steps": task.steps, "task": task, "trainer": trainer}
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage leidal2017-train@<run>: train one lambda_IG from scratch, or resume it after a kill
+    (vgs/train/provenance.py says when)."""
+    from vgs.methods.leidal2017.config import load_run_config, model_dir
+    from vgs.train.provenance import stage_provenance
+    cfg = load_run_config(params, run)
+    s = train_run(cfg, progress=progress, provenance=stage_provenance(f"leidal2017-train@{run}"))
+    return (f"{model_dir(cfg.run)}: lambda_IG={cfg.lambda_ig:g}, {s['steps']} steps, "
+            f"{s['elapsed_seconds']:.0f} s wall, {s['cpu_seconds']:.0f} s CPU (profile {cfg.profile})")

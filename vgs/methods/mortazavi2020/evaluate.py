@@ -9,8 +9,9 @@ import time
 from vgs.eval.oracle import image_caption_oracle
 from vgs.eval.retrieval import recall_at_k
 from vgs.methods.mortazavi2020.config import RunConfig, embeddings_dir, eval_path
-from vgs.store import FeatureStore
+from vgs.params import Params
 from vgs.store.embeddings import read_embeddings
+from vgs.store.feature_store import FeatureStore
 from vgs.utils.atomic import atomic_write_json
 
 KS = (1, 5, 10)
@@ -62,3 +63,13 @@ def evaluate_run(cfg: RunConfig, in_dir=None, out_path=None) -> dict:
     }
     atomic_write_json(out_path or eval_path(cfg.run), result)
     return result
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage mortazavi2020-evaluate@<run>: recall@1/5/10 both ways on the test pairs, from the
+    exported files, beside the corpus's oracle -> data/eval/mortazavi2020/<run>.json."""
+    from vgs.methods.mortazavi2020.config import eval_path, load_run_config
+    cfg = load_run_config(params, run)
+    r = evaluate_run(cfg)["recall"]
+    return (f"{eval_path(cfg.run)}: R@10 image->speech {r['a2b_R10']:.3f}, speech->image {r['b2a_R10']:.3f} "
+            f"on {r['n']} test pairs")

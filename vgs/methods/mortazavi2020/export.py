@@ -20,9 +20,10 @@ import numpy as np
 from vgs.methods.mortazavi2020.config import METHOD, RunConfig, embeddings_dir, model_dir
 from vgs.methods.mortazavi2020.model import build_pair
 from vgs.methods.mortazavi2020.train import encode_tuples, load_views
+from vgs.params import Params
 from vgs.store.embeddings import write_embeddings
-from vgs.store.instance_views import InstanceViews
-from vgs.train import load_finished_checkpoint
+from vgs.pairing.instance_views import InstanceViews
+from vgs.train.trainer import load_finished_checkpoint
 from vgs.utils.atomic import atomic_path
 
 SPLITS = ("val", "test")
@@ -98,3 +99,12 @@ def _write_splits(cfg: RunConfig, views: InstanceViews, pair, ck: dict, best: di
                            "language": caption_view, "synthetic": synthetic}})
         summary[split] = len(ids)
     return summary
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage mortazavi2020-export@<run>: image and speech embeddings of the val and test pairs ->
+    data/embeddings/mortazavi2020/<run>/."""
+    from vgs.methods.mortazavi2020.config import embeddings_dir, load_run_config
+    cfg = load_run_config(params, run)
+    s = export_run(cfg)
+    return f"{embeddings_dir(cfg.run)}: " + ", ".join(f"{split} {n} pairs" for split, n in s.items())

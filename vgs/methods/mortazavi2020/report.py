@@ -15,9 +15,10 @@ from vgs.errors import StoreError
 from vgs.methods.mortazavi2020.config import METHOD, RunConfig, eval_path
 from vgs.methods.mortazavi2020.model import build_pair
 from vgs.nn.speech_rnn import PAPER_PAIRS, TABLE1_COUNTS, count_parameters, speech_embedder, image_embedder
+from vgs.params import Params
 from vgs.paths import results_dir
-from vgs.report.recall import (CHANCE_NOTE, oracle_note, plot_validation_curves, recall_cells, recall_columns)
 from vgs.report.metrics import table_number, write_results
+from vgs.report.recall import (CHANCE_NOTE, oracle_note, plot_validation_curves, recall_cells, recall_columns)
 from vgs.report.tables import hardware_summary, markdown_table, write_csv
 from vgs.utils.atomic import atomic_write_text
 
@@ -255,4 +256,20 @@ def render_markdown(t1, t1_cols, t2, t2_cols, sched, sched_cols, claims, ev, con
         f"Hardware: {hardware_summary()}. Report built in {report_seconds:.1f} s.",
         "",
     ]
+    return "\n".join(lines)
+
+
+def stage(params: Params, progress: bool = True) -> str:
+    """DVC stage mortazavi2020-report: Tables 1 and 2, the schedules table, Figure 2, metrics and
+    report.md -> results/mortazavi2020/."""
+    from vgs.methods.mortazavi2020.config import load_run_config, run_names
+    from vgs.paths import results_dir
+    configs = [load_run_config(params, run) for run in run_names(params)]
+    out = build_report(configs)
+    lines = [f"{results_dir('mortazavi2020')}/: table1.csv, table2.csv, schedules.csv, figure2.png, metrics.json, "
+             "report.md"]
+    for run, m in out["metrics"].items():
+        lines.append(f"  {run:>18}  R@10 image->speech {m['i2s_R10']:.3f}  speech->image {m['s2i_R10']:.3f}")
+    for c in out["claims"]:
+        lines.append(f"  {c['claim']}: {'yes' if c['holds'] else 'no'}")
     return "\n".join(lines)

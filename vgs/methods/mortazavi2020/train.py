@@ -23,8 +23,9 @@ from vgs.eval.retrieval import recall_at_k
 from vgs.methods.mortazavi2020.config import RunConfig, model_dir
 from vgs.methods.mortazavi2020.model import RetrievalPair, build_pair
 from vgs.nn.retrieval_losses import hinge_all_pairs
-from vgs.store.instance_views import InstanceViews
-from vgs.train import Trainer
+from vgs.params import Params
+from vgs.pairing.instance_views import InstanceViews
+from vgs.train.trainer import Trainer
 from vgs.utils.seed import seed_everything
 
 VAL_KS = (1, 5, 10)
@@ -178,3 +179,16 @@ def train_run(cfg: RunConfig, views: InstanceViews | None = None, progress: bool
                       num_threads=cfg.train.num_threads, progress=progress, stop_after_steps=stop_after_steps)
     summary = trainer.fit(task)
     return {**summary, "cpu_seconds": task.cpu_seconds, "steps": task.steps, "task": task, "trainer": trainer}
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage mortazavi2020-train@<run>: train one encoder pair from scratch, or resume it after a
+    kill (vgs/train/provenance.py says when)."""
+    from vgs.methods.mortazavi2020.config import load_run_config, model_dir
+    from vgs.train.provenance import stage_provenance
+    cfg = load_run_config(params, run)
+    s = train_run(cfg, progress=progress, provenance=stage_provenance(f"mortazavi2020-train@{run}"))
+    best = s["task"].best
+    return (f"{model_dir(cfg.run)}: G{cfg.model.gru_layers} d={cfg.model.dim}, {s['steps']} steps, best epoch "
+            f"{best['epoch'] + 1} (val avg R@10 {best['val_r10']:.3f}), {s['elapsed_seconds']:.0f} s wall, "
+            f"{s['cpu_seconds']:.0f} s CPU (profile {cfg.profile})")

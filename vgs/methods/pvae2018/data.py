@@ -16,7 +16,7 @@ import torch
 from vgs.errors import VgsError
 from vgs.features.vad import trim_silence
 from vgs.nn.recurrent import pad_batch
-from vgs.pairing import PairStore
+from vgs.pairing.pairs import PairStore
 from vgs.store.feature_store import FeatureStore
 
 

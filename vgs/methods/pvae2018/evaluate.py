@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vgs.errors import ParamError
 from vgs.eval.clustering import inertia_curve, kmeans_purity
 from vgs.eval.suite import evaluate_views
 from vgs.eval.tsne import balanced_sample, joint_tsne
-from vgs.errors import ParamError
 from vgs.params import Params
 from vgs.store.embeddings import read_embeddings
 
@@ -108,3 +108,17 @@ def shared_latent_analysis(test: dict, cfg: EvalConfig, seed: int) -> dict:
 
 def _points(xy: np.ndarray, labels: np.ndarray) -> dict:
     return {"xy": np.round(xy, 4).tolist(), "labels": np.asarray(labels).astype(int).tolist()}
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage pvae2018-evaluate@<model>: k-means purity of every latent ->
+    data/eval/pvae2018/<model>.json."""
+    from vgs.methods.pvae2018 import embeddings_dir, eval_path
+    from vgs.utils.atomic import atomic_write_json
+    result = evaluate_model(embeddings_dir(run), load_eval_config(params), seed=params.int("seed"))
+    result["model"] = run
+    atomic_write_json(eval_path(run), result)
+    test = result["purity"].get("test", {})
+    return (f"{eval_path(run)}: test purity " + "; ".join(
+        f"{m} " + ", ".join(f"{lat} {v:.4f}" for lat, v in lats.items()) for m, lats in test.items())
+        + f" ({result['cpu_seconds']} CPU s)")

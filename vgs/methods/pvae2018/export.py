@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from vgs.methods.pvae2018.data import DigitData
-from vgs.methods.pvae2018.model import AUDIO, MultimodalVAE
 from vgs.methods.pvae2018.inference import encode
+from vgs.methods.pvae2018.model import AUDIO, MultimodalVAE
+from vgs.params import Params
 from vgs.store.embeddings import write_embeddings
 
 LATENT_NAMES = {"s": "z_s", "a": "z_a", "i": "z_i", "z": "z"}
@@ -42,3 +43,31 @@ def export_split(model: MultimodalVAE, data: DigitData, split: str, path: str | 
         counts[m] = len(idx)
     write_embeddings(path, views, {**attrs, "split": split}, view_attrs)
     return counts
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage pvae2018-export@<model>: every latent of every input of the export splits ->
+    data/embeddings/pvae2018/<model>/<split>.h5."""
+    import time
+
+    import torch
+
+    from vgs.methods.pvae2018 import PAPER_ID, embeddings_dir, model_dir
+    from vgs.methods.pvae2018.config import load_data_config
+    from vgs.methods.pvae2018.data import DigitData, stats_from_model
+    from vgs.methods.pvae2018.inference import load_trained
+    from vgs.utils.atomic import atomic_path
+    splits = params.list("pvae2018.export.splits")
+    start = time.process_time()
+    model, ck = load_trained(model_dir(run))
+    data = DigitData(load_data_config(params))
+    data.stats = stats_from_model(model)  # normalise exactly as in training
+    attrs = {"method": PAPER_ID, "run": run, "config": ck["config"], "fingerprint": ck["fingerprint"]}
+    lines = []
+    with torch.no_grad(), atomic_path(embeddings_dir(run)) as tmp:
+        tmp.mkdir(parents=True)
+        for split in splits:
+            counts = export_split(model, data, split, tmp / f"{split}.h5", attrs)
+            lines.append(f"{embeddings_dir(run)}/{split}.h5: " + ", ".join(f"{m} {n}" for m, n in counts.items()))
+    lines.append(f"export {run}: {time.process_time() - start:.1f} CPU s")
+    return "\n".join(lines)

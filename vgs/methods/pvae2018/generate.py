@@ -23,6 +23,7 @@ import torch  # noqa: E402
 from vgs.methods.pvae2018.data import DigitData  # noqa: E402
 from vgs.methods.pvae2018.figures import FIGURES  # noqa: E402
 from vgs.methods.pvae2018.model import AUDIO, IMAGE, MultimodalVAE  # noqa: E402
+from vgs.params import Params  # noqa: E402
 from vgs.utils.atomic import atomic_path  # noqa: E402
 
 STYLE = {AUDIO: "a", IMAGE: "i"}
@@ -139,3 +140,29 @@ def generation_figures(model: MultimodalVAE, data: DigitData, out_dir: str | Pat
         style_store = data.audio_store if target == AUDIO else data.image_store
         used[name] = {"semantic": store.ids[sem].tolist(), "style": style_store.ids[sty].tolist()}
     return used
+
+
+GENERATING_MODEL = "pvae"   # the model whose style latents Figures 4 and 5 swap (dvc.yaml reads its run dir)
+
+
+def stage(params: Params, progress: bool = True) -> str:
+    """DVC stage pvae2018-generate: Figures 4 and 5 (style swaps, cross-modal generation) from the
+    trained PVAE -> results/pvae2018/."""
+    import torch
+
+    from vgs.errors import VgsError
+    from vgs.methods.pvae2018 import RESULTS, model_dir
+    from vgs.methods.pvae2018.config import load_data_config
+    from vgs.methods.pvae2018.data import DigitData, stats_from_model
+    from vgs.methods.pvae2018.inference import load_trained
+    from vgs.utils.atomic import atomic_write_json
+    model, _ = load_trained(model_dir(GENERATING_MODEL))
+    if model.spec.kind != "pvae":
+        raise VgsError(f"generation figures need a PVAE model (z_s plus style latents); "
+                       f"{GENERATING_MODEL} is {model.spec.kind}")
+    data = DigitData(load_data_config(params))
+    data.stats = stats_from_model(model)
+    torch.manual_seed(params.int("seed"))
+    used = generation_figures(model, data, RESULTS, seed=params.int("seed"))
+    atomic_write_json(RESULTS / "generate.json", {"model": GENERATING_MODEL, "examples": used})
+    return f"{RESULTS}: " + ", ".join(used)

@@ -13,7 +13,7 @@ import torch
 from vgs.errors import CheckpointError
 from vgs.methods.pvae2018.data import DigitData
 from vgs.methods.pvae2018.model import AUDIO, IMAGE, MultimodalVAE, NetConfig, model_spec
-from vgs.train import load_checkpoint
+from vgs.train.trainer import load_checkpoint
 
 
 @torch.no_grad()

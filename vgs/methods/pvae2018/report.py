@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 
 from vgs.methods.pvae2018.figures import FIGURES  # noqa: E402
 from vgs.methods.pvae2018.paper import DISPLAY_NAMES, NOT_IN_PAPER, TABLE1  # noqa: E402
+from vgs.params import Params  # noqa: E402
 from vgs.report.metrics import table_number, write_results  # noqa: E402
 from vgs.report.tables import hardware_summary, markdown_table, write_csv  # noqa: E402
 from vgs.store.feature_store import FeatureStore  # noqa: E402
@@ -317,3 +318,21 @@ def load_inputs(models: list[str], eval_dir: str | Path, models_dir: str | Path)
         summary = Path(models_dir) / m / "summary.json"
         summaries[m] = json.loads(summary.read_text()) if summary.exists() else {}
     return evals, summaries
+
+
+def stage(params: Params, progress: bool = True) -> str:
+    """DVC stage pvae2018-report: Table 1, Figure 3, the t-SNE panels, metrics and report.md ->
+    results/pvae2018/."""
+    import json
+
+    from vgs.methods.pvae2018 import RESULTS, eval_path, model_dir
+    models = params.section("pvae2018.models").keys()
+    evals, summaries = load_inputs(models, eval_path(models[0]).parent, model_dir(models[0]).parent)
+    p = params.profiled("pvae2018")
+    config = {"profile": params.profile(), "seed": params.int("seed"), **p.to_dict()}
+    data = data_description(p.str("data.audio_store"), p.str("data.image_store"))
+    gen = RESULTS / "generate.json"
+    metrics = build_report(evals, summaries, RESULTS, data, config,
+                           json.loads(gen.read_text()) if gen.exists() else None)
+    return f"{RESULTS}/report.md; targets: " + ", ".join(
+        f"{k} {'met' if v['met'] else 'MISSED'}" for k, v in metrics["targets"].items())

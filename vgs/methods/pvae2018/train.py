@@ -23,7 +23,8 @@ from vgs.methods.pvae2018.data import DigitData
 from vgs.methods.pvae2018.inference import encode
 from vgs.methods.pvae2018.model import AUDIO, IMAGE, MultimodalVAE, build_model
 from vgs.methods.pvae2018.objective import objective
-from vgs.train import Trainer, load_checkpoint
+from vgs.params import Params
+from vgs.train.trainer import Trainer, load_checkpoint
 from vgs.utils.atomic import atomic_write_json
 
 SUMMARY = "summary.json"
@@ -150,3 +151,15 @@ def train_run(cfg: RunConfig, run_dir: str | Path, data: DigitData | None = None
             summary["last_epoch_log"] = ends[-1]
     atomic_write_json(run_dir / SUMMARY, summary)
     return summary
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage pvae2018-train@<model>: train one model of Table 1 from scratch, or resume it after
+    a kill (vgs/train/provenance.py says when). Threads: OMP_NUM_THREADS, as torch reads it."""
+    from vgs.methods.pvae2018 import model_dir
+    from vgs.methods.pvae2018.config import load_run_config
+    from vgs.train.provenance import stage_provenance
+    cfg = load_run_config(params, run)
+    s = train_run(cfg, model_dir(run), progress=progress, provenance=stage_provenance(f"pvae2018-train@{run}"))
+    return (f"{model_dir(run)}: {s['epochs']} epochs ({cfg.profile} profile), {s['cpu_seconds']} CPU s, "
+            f"{s['wall_seconds']} wall s, {s['torch_threads']} threads")

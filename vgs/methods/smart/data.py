@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from vgs.errors import StoreError, VgsError
-from vgs.pairing import PairStore
+from vgs.pairing.pairs import PairStore
 from vgs.params import Params
 from vgs.paths import pairs_path
-from vgs.store import FeatureStore
+from vgs.store.feature_store import FeatureStore
 
 SPLITS = ("train", "val", "test")
 

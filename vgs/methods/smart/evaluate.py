@@ -138,3 +138,12 @@ def evaluate_style(params: Params, style: str, model_path: str | Path | None = N
     atomic_write_json(out_dir / METRICS_FILE, record)
     save_samples(out_dir / SAMPLES_FILE, result["samples"])
     return record
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage smart-evaluate@<style>: judge accuracy of the style's conversions both ways ->
+    data/eval/smart/<style>/."""
+    m = evaluate_style(params, run)["metrics"]
+    return (f"{eval_dir(run)}: image->audio {m['image_to_audio_test_acc']:.4f} "
+            f"({m['image_to_audio_test_items']} test images), audio->image {m['audio_to_image_test_acc']:.4f} "
+            f"({m['audio_to_image_test_items']} test clips); {m['wall_seconds']:.0f} s wall")

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from vgs.methods.smart.data import Modality, SmartData, load_data
 from vgs.methods.smart.model import LabelClassifier
 from vgs.params import Params
-from vgs.train import Trainer, load_checkpoint, save_checkpoint
+from vgs.train.trainer import Trainer, load_checkpoint, save_checkpoint
 from vgs.utils.atomic import atomic_write_json
 from vgs.utils.seed import seed_everything
 
@@ -144,3 +144,16 @@ def train_judges(params: Params, progress: bool = True, provenance: dict | None 
         out[name] = train_judge(params, name, data, progress=progress, provenance=provenance)
     atomic_write_json(judges_dir() / "judges.json", out)
     return out
+
+
+def stage(params: Params, progress: bool = True) -> str:
+    """DVC stage smart-judges: the label classifiers (MLC for images, GLC for speech) that judge
+    every conversion -> data/models/smart/judges/."""
+    from vgs.train.provenance import stage_provenance
+    out = train_judges(params, progress=progress, provenance=stage_provenance("smart-judges"))
+    lines = [f"{judges_dir()}: {out['data']} (profile {params.profile()})"]
+    for name in ("mlc", "glc"):
+        s = out[name]
+        lines.append(f"  {name.upper()} ({s['corpus']}): val {s['val_acc']:.4f}, test {s['test_acc']:.4f} "
+                     f"on {s['test_items']} items; {s['wall_seconds']:.0f} s wall, {s['cpu_seconds']:.0f} s CPU")
+    return "\n".join(lines)

@@ -310,3 +310,9 @@ def _report_text(records: dict, rows: list[dict], metrics: dict, timing: dict) -
         "",
     ]
     return "\n".join(lines)
+
+
+def stage(params: Params, progress: bool = True) -> str:
+    """DVC stage smart-report: Table 1, the conversions figure, metrics and report.md -> results/smart/."""
+    out = write_report(params)
+    return f"{out}: table1.csv, conversions.png, metrics.json, report.md"

@@ -33,7 +33,7 @@ from vgs.methods.smart.data import CooccurrenceStream, SmartData, load_data
 from vgs.methods.smart.guides import guide_table
 from vgs.methods.smart.model import MODALITIES, ConvAutoencoder, SmartNet, Transcoder, other
 from vgs.params import Params
-from vgs.train import Trainer, load_checkpoint, save_checkpoint
+from vgs.train.trainer import Trainer, load_checkpoint, save_checkpoint
 from vgs.utils.atomic import atomic_write_json
 from vgs.utils.seed import seed_everything
 
@@ -309,3 +309,12 @@ def load_trained(path: str | Path) -> tuple[SmartNet, dict]:
     net.load_state_dict(ck["net"])
     net.eval()
     return net, ck
+
+
+def stage(params: Params, run: str, progress: bool = True) -> str:
+    """DVC stage smart-train@<style>: train one training style (hybrid, classroom) from scratch, or
+    resume it after a kill (vgs/train/provenance.py says when)."""
+    from vgs.train.provenance import stage_provenance
+    s = train_style(params, run, progress=progress, provenance=stage_provenance(f"smart-train@{run}"))
+    return (f"{run_dir(run)}: {s['phases']} phases, {s['steps']} steps on {s['data']}; "
+            f"{s['wall_seconds']:.0f} s wall, {s['cpu_seconds']:.0f} s CPU (profile {params.profile()})")
