@@ -28,8 +28,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Stages at once for `make run` (default: one per core). `dvc repro` builds the same, one at a time.
+JOBS ?=
+
 run: $(STAMP)
-	$(BIN)/dvc repro
+	$(BIN)/vgs repro $(if $(JOBS),-j $(JOBS))
 	@# DVC copies a persist output (training run directories) into its cache; link it instead.
 	$(BIN)/dvc checkout --relink -q
 	@echo

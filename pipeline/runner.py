@@ -291,28 +291,37 @@ def pipeline_status(root: str | Path, stages: list[str]) -> dict[str, str] | Non
 
 def reproduce_stage(root: str | Path, stage: str, log: Log, busy_wait_seconds: float = 600.0,
                     busy_poll_seconds: float = 5.0, known_up_to_date: bool = False,
-                    threads: int | None = None) -> StageResult:
+                    threads: int | None = None, known_stale: str | None = None,
+                    force: bool = False) -> StageResult:
     """Bring one stage up to date with DVC; raise StageFailed if its command fails.
 
     known_up_to_date: the flow's `dvc status` at its start found this stage up to date and no
     stage upstream of it has run since, so nothing can have changed its inputs; skip asking.
+    known_stale: that status found it stale, for this reason; since a stale stage stays stale
+    until it runs, skip asking too (a DVC process fewer per stage).
     threads: the CPU budget of the stage's command (vgs.utils.threads).
+    force: run it even if up to date (`dvc repro --force`, run-cache not used; benchmarks).
     """
     root = Path(root).resolve()
     start = time.monotonic()
-    if known_up_to_date:
+    if force:
+        reason = "forced"
+    elif known_up_to_date:
         log(f"{stage}: DVC finds it up to date (status at the start of the run; nothing upstream ran); not run")
         return StageResult(stage, Outcome.UP_TO_DATE, time.monotonic() - start)
-    up_to_date, reason = stage_status(root, stage)
-    if up_to_date:
-        log(f"{stage}: DVC finds it up to date; not run")
-        return StageResult(stage, Outcome.UP_TO_DATE, time.monotonic() - start)
+    elif known_stale:
+        reason = known_stale
+    else:
+        up_to_date, reason = stage_status(root, stage)
+        if up_to_date:
+            log(f"{stage}: DVC finds it up to date; not run")
+            return StageResult(stage, Outcome.UP_TO_DATE, time.monotonic() - start)
     log(f"{stage}: stale ({reason}); running `dvc repro --single-item {stage}`")
     attempts = 0
     while True:
         attempts += 1
-        code, tail = run_streaming(dvc_argv("--wait-for-lock", "repro", "--single-item", stage), root, log,
-                                   env=stage_env(threads=threads))
+        argv = dvc_argv("--wait-for-lock", "repro", "--single-item", *(["--force"] if force else []), stage)
+        code, tail = run_streaming(argv, root, log, env=stage_env(threads=threads))
         text = "\n".join(tail)
         if code == 0:
             if UNCHANGED_MARK in text:

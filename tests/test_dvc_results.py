@@ -25,7 +25,7 @@ import yaml
 from vgs.errors import CheckpointError
 from vgs.report.metrics import (DETAILS_FILE, METRICS_FILE, HeadlineError, flatten_headline, headline_cells,
                                 read_details, table_number, write_results)
-from vgs.train import load_checkpoint
+from vgs.train.trainer import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # The papers whose headline is their Table 1's `_ours` cells.
@@ -192,7 +192,7 @@ def tiny_leidal_stores(proj: Path) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from tiny_stores import write_tiny_store
 
-    from vgs.pairing import View, build_pairs
+    from vgs.pairing.pairs import View, build_pairs
 
     rng = np.random.default_rng(0)
     images, audio = [], []
@@ -217,8 +217,7 @@ def tiny_leidal_project(proj: Path) -> None:
     proj.mkdir()
     shutil.copytree(REPO / "vgs", proj / "vgs", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (proj / "stages").mkdir()
-    for name in ("train", "export", "evaluate", "report"):
-        shutil.copy(REPO / "stages" / f"leidal2017_{name}.py", proj / "stages")
+    shutil.copy(REPO / "stages" / "run.py", proj / "stages")
     real = dvc_yaml()
     # The report stage exactly as the project declares it: its metrics, details and plots.
     (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {k: real["stages"][k] for k in LEIDAL_STAGES}},
@@ -234,6 +233,7 @@ def tiny_leidal_project(proj: Path) -> None:
     leidal["profiles"] = {"paper": {}, "cpu": {}}
     leidal["runs"] = {"ig0": {"lambda_ig": 0.0}, "ig1": {"lambda_ig": 1.0}}
     (proj / "params.yaml").write_text(yaml.safe_dump({"profile": params["profile"], "seed": params["seed"],
+                                                      "stage_threads": params["stage_threads"],
                                                       "leidal2017": leidal}, sort_keys=False))
     tiny_leidal_stores(proj)
     (proj / ".gitignore").write_text("/stores/\n__pycache__/\n")
@@ -391,3 +391,47 @@ def test_report_images_travel_as_data_uris(tmp_path):
     assert out.startswith("![one](data:image/png;base64,iVBOR") and '.png "a title")' not in out
     for kept in ("https://example.org/x.png", "missing.png", "../secret.png", "```\n![code](fig%201.png)\n```"):
         assert kept in out
+
+
+TIMING_ATTRS = ("train_cpu_seconds", "train_wall_seconds")
+
+
+@pytest.mark.slow
+def test_stages_run_at_once_write_the_same_numbers_as_dvc_repro(tmp_path):
+    """The same tiny Leidal stages through `vgs repro -j 2` (make run) and `dvc repro` (one at a
+    time) write identical embeddings and evaluations: the stages' thread count comes from
+    stage_threads in params.yaml, not from how many stages share the machine. (The files differ
+    only in the training times that their attributes carry.)"""
+    import h5py
+
+    def content(path: Path) -> dict:
+        out = {}
+        with h5py.File(path, "r") as f:
+            def read(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    value = obj[()]
+                    out[name] = value.tobytes() if value.dtype.kind in "fiub" else [str(v) for v in value.ravel()]
+            f.visititems(read)
+            out["attrs"] = {k: str(v) for k, v in f.attrs.items() if k not in TIMING_ATTRS}
+        return out
+
+    outputs = {}
+    for how in ("dvc", "vgs"):
+        proj = tmp_path / how
+        tiny_leidal_project(proj)
+        params = yaml.safe_load((proj / "params.yaml").read_text())
+        params["leidal2017"]["train"]["num_threads"] = None     # the stage_threads rule alone decides
+        (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        env = dvc_env(PYTHONPATH=str(proj), PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        run(["git", "init", "-q"], proj, env=env)
+        run([VENV_BIN / "dvc", "init", "-q"], proj, env=env)
+        stages = ["leidal2017-evaluate@ig0", "leidal2017-evaluate@ig1"]
+        if how == "dvc":
+            run([VENV_BIN / "dvc", "repro", *stages], proj, env=env)
+        else:
+            run([VENV_BIN / "vgs", "repro", "-j", "2", "--repo", str(proj), *stages], proj, env=env)
+        outputs[how] = {p.relative_to(proj).as_posix(): content(p)
+                        for p in sorted((proj / "data" / "embeddings").rglob("*.h5"))}
+        outputs[how].update({p.relative_to(proj).as_posix(): json.loads(p.read_text())["purity"]
+                             for p in sorted((proj / "data" / "eval").rglob("*.json"))})
+    assert len(outputs["dvc"]) == 4 and outputs["dvc"] == outputs["vgs"]

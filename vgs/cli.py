@@ -23,6 +23,8 @@ COMMANDS = {
     "store": "vgs.commands.store",
     # dvc.yaml's code deps, derived from each stage script's imports.
     "deps": "vgs.commands.deps",
+    # dvc repro with independent stages at once (make run).
+    "repro": "vgs.commands.repro",
     # Prefect orchestration (pipeline/): server + UI, one-off flow, schedules, workers, sweeps,
     # and the CPU budget they share.
     "ui": "vgs.commands.ui",
