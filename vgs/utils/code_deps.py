@@ -252,7 +252,7 @@ def rewrite_dvc_yaml(text: str, expected: dict[str, list[str]]) -> str:
 
     Data deps keep their order and their comments; comments that stood above code deps go, since
     the code list is generated. Everything outside the deps lists is left byte for byte."""
-    lines = text.splitlines(keepends=True)
+    lines = _with_deps_keys(text.splitlines(keepends=True), set(expected))
     out: list[str] = []
     in_stages, stage, i = False, None, 0
     while i < len(lines):
@@ -297,6 +297,32 @@ def rewrite_dvc_yaml(text: str, expected: dict[str, list[str]]) -> str:
         out.extend(kept[:at] + generated + kept[at:])
         out.extend(comments)
     return "".join(out)
+
+
+def _with_deps_keys(lines: list[str], stages: set[str]) -> list[str]:
+    """Give every stage in `stages` a `deps:` key (right after its cmd) if it has none."""
+    out: list[str] = []
+    in_stages, stage, has_deps, cmd_at = False, None, False, None
+
+    def close() -> None:
+        if stage in stages and not has_deps and cmd_at is not None:
+            indent = len(out[cmd_at]) - len(out[cmd_at].lstrip())
+            out.insert(cmd_at + 1, " " * indent + "deps:\n")
+
+    for line in lines:
+        if re.match(r"^[^\s#]", line) or (in_stages and _STAGE_KEY.match(line)):
+            close()
+            in_stages = line.startswith("stages:") or (in_stages and bool(_STAGE_KEY.match(line)))
+            m = _STAGE_KEY.match(line) if in_stages else None
+            stage, has_deps, cmd_at = (m.group(1) if m else None), False, None
+        elif stage is not None:
+            if _DEPS_KEY.match(line):
+                has_deps = True
+            elif re.match(r"^\s+cmd:", line) and cmd_at is None:
+                cmd_at = len(out)
+        out.append(line)
+    close()
+    return out
 
 
 def write_dvc_yaml(root: Path) -> list[StageDeps]:
