@@ -1,4 +1,4 @@
-"""Results read with DVC's own commands (README, "Reading results with DVC"): metrics.json holds a
+"""Results read with DVC's own commands (docs/results-with-dvc.md): metrics.json holds a
 paper's headline numbers only and details.json the rest (vgs/report/metrics.py), every figure and
 result curve is a declared plot, `dvc metrics diff` after a one-key params change names the
 changed headline numbers and nothing else, and `.venv/bin/dvc repro` runs the stages with the
@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from dvc_support import VENV_BIN, dvc_env, dvc_json, repo_copy, run
 from vgs.errors import CheckpointError
 from vgs.report.metrics import (DETAILS_FILE, METRICS_FILE, HeadlineError, flatten_headline, headline_cells,
                                 read_details, table_number, write_results)
@@ -35,26 +36,6 @@ PAPERS = ("leidal2017", "pvae2018", "smart")
 ALL_PAPERS = PAPERS + ("mortazavi2020", "crabtree2021")
 # The issue's bound for one `dvc metrics show` row of these papers.
 MAX_COLUMNS = 60
-VENV_BIN = Path(sys.executable).parent
-
-
-def run(argv, cwd, env=None, timeout=1800) -> str:
-    out = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{argv} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
-    return out.stdout + out.stderr
-
-
-def dvc_env(**extra) -> dict:
-    return {**os.environ, "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1", **extra}
-
-
-def dvc_json(args, cwd, env=None):
-    """`dvc <args> --json`: its stdout, whatever DVC warns about on stderr (a missing file of a
-    paper not built yet)."""
-    out = subprocess.run([str(VENV_BIN / "dvc"), *args, "--json"], cwd=cwd, env=env or dvc_env(),
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-    return json.loads(out.stdout)
 
 
 def dvc_yaml() -> dict:
@@ -147,21 +128,6 @@ def test_report_stage_declares_headline_details_and_every_figure(paper):
         template = props["template"]
         assert (template in {t.DEFAULT_NAME for t in TEMPLATES}
                 or (REPO / ".dvc" / "plots" / f"{template}.json").is_file()), f"no template {template!r}"
-
-
-def repo_copy(dest: Path) -> Path:
-    """The results and the pipeline definition in a git repository of their own, so that DVC's
-    read commands run without touching the project (whose `dvc repro` may hold its lock)."""
-    dest.mkdir()
-    for name in ("results", "dvc-plots"):
-        shutil.copytree(REPO / name, dest / name)
-    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
-        shutil.copy(REPO / name, dest / name)
-    (dest / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc" / "config", dest / ".dvc" / "config")
-    shutil.copytree(REPO / ".dvc" / "plots", dest / ".dvc" / "plots")
-    run(["git", "init", "-q"], dest)
-    return dest
 
 
 def test_dvc_metrics_show_prints_the_headline_and_plots_load(tmp_path):

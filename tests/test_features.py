@@ -10,35 +10,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from feature_helpers import cfg_of, fmt_chunk, riff, speechlike, store_files
 from vgs.corpora.audio_info import read_audio
 from vgs.corpora.manifest import Manifest, ManifestRecord, write_manifest
 from vgs.corpora.wav import read_pcm16_wav
 from vgs.errors import DataError
 from vgs.features.audio import compute_features, compute_features_batch, frame_geometry, knf_options
-from vgs.features.config import load_feature_config
 from vgs.features.extract import build_store
 from vgs.features.image import image_features
-from vgs.params import Params
 from vgs.store.feature_store import FeatureStore
 
-REPO = Path(__file__).resolve().parent.parent
-REPO_PARAMS = Params.load(REPO / "params.yaml")
 AUDIO_CONFIGS = ["fbank80", "logmel40", "mfcc40", "logmel96"]
-
-
-def cfg_of(name: str, **override):
-    data = REPO_PARAMS.to_dict()
-    data["features"][name].update(override)
-    return load_feature_config(Params(data), name)
-
-
-def speechlike(n: int, seed: int = 0, rate: int = 8000) -> np.ndarray:
-    """Noise through a moving formant plus a pitch train: varied spectra, no silent frames."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / rate
-    pitch = 0.2 * np.sign(np.sin(2 * np.pi * (110 + 40 * seed) * t))
-    formant = np.sin(2 * np.pi * (500 + 300 * np.sin(2 * np.pi * 3 * t)) * t)
-    return (0.3 * pitch * formant + 0.02 * rng.standard_normal(n)).astype(np.float32)
 
 
 def knf_reference(x: np.ndarray, kind: str, **o) -> np.ndarray:
@@ -122,18 +104,6 @@ def test_cmvn_modes():
 
 
 # -- the WAV fast path -------------------------------------------------------------------------------
-def riff(chunks: list[tuple[bytes, bytes]]) -> bytes:
-    body = b"WAVE"
-    for cid, data in chunks:
-        body += cid + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def fmt_chunk(channels=1, rate=8000, bits=16, tag=1) -> bytes:
-    align = channels * bits // 8
-    return struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
-
-
 def test_wav_fast_path_agrees_with_soundfile(tmp_path):
     pcm = (speechlike(3001) * 32767).astype("<i2")
     stereo = np.stack([pcm, pcm[::-1]], axis=1).astype("<i2")
@@ -190,10 +160,6 @@ def audio_corpus(tmp_path_factory):
     manifest = Manifest("fsddlike", str(root), records)
     write_manifest(root / "manifest.jsonl", manifest)
     return manifest, root / "manifest.jsonl"
-
-
-def store_files(path: Path) -> dict:
-    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("pool", ["threads", "processes"])

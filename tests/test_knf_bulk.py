@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from test_features import cfg_of, speechlike
+from feature_helpers import cfg_of, speechlike
 from vgs.features import audio, knf_bulk
 
 needs_compiler = pytest.mark.skipif(
@@ -136,7 +136,7 @@ def test_an_unwritable_cache_directory_is_named_with_the_fix(tmp_path, monkeypat
 # -- the C WAV reader ------------------------------------------------------------------------------
 def wav_variants(tmp_path) -> dict:
     """WAV files the C reader must take, and files it must leave to the Python reader."""
-    from test_features import fmt_chunk, riff
+    from feature_helpers import fmt_chunk, riff
 
     pcm = (speechlike(3001) * 32767).astype("<i2")
     short = pcm[:150]  # under one 25 ms frame at 8 kHz
@@ -220,7 +220,7 @@ def test_stores_are_byte_identical_with_and_without_the_c_reader(tmp_path, monke
     import json
     from pathlib import Path
 
-    from test_features import store_files
+    from feature_helpers import store_files
     from vgs.corpora.manifest import Manifest, ManifestRecord, write_manifest
     from vgs.features import extract
     from vgs.features.extract import build_store

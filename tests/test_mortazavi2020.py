@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from test_instance_pairing import _caption_manifest, _image_manifest, _store
+from image_caption_stores import _caption_manifest, _image_manifest, _store
 from vgs.errors import CheckpointError, ParamError
 from vgs.features.config import ImageFeatureConfig, load_feature_config
 from vgs.methods.mortazavi2020.config import load_run_config

@@ -19,8 +19,9 @@ import pytest
 import torch
 import yaml
 
-from test_dag import FOUNDATION_STAGES, REPO, dvc, make_corpora, ran
+from dag_project import FOUNDATION_STAGES, dvc, make_corpora, ran
 
+REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 STAGE = "leidal2017-train@ig0"
 RUN_DIR = Path("data/models/leidal2017/ig0")

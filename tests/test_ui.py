@@ -198,7 +198,7 @@ def test_dvc_plots_show_draws_every_plot_offline(browser, tmp_path):
     from dvc_render.base import Renderer
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
-    from test_dvc_results import dvc_env, dvc_json, repo_copy
+    from dvc_support import dvc_env, dvc_json, repo_copy
 
     proj = repo_copy(tmp_path / "copy")
     data = dvc_json(["plots", "show"], proj)["data"]
