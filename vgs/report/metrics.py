@@ -14,7 +14,7 @@ stage therefore writes, through `write_results`:
 - `results/<paper>/details.json` (dvc.yaml `outs:`, `cache: false`, not a metric): everything
   else the report, the stage's summary line or a reader needs.
 - figures and curve CSVs under `plots:`, each CSV with x, y, axis titles and a template
-  (README, "Reading results with DVC").
+  (docs/results-with-dvc.md).
 """
 from __future__ import annotations
 
