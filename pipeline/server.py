@@ -22,6 +22,16 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 HOME_DIR = ".prefect"
 
+# Basic authentication of the self-hosted server (docs/orchestration.md, "A server others can
+# reach"). Prefect's own settings carry it: the server checks PREFECT_SERVER_API_AUTH_STRING on
+# every API request and websocket, clients send PREFECT_API_AUTH_STRING. vgs takes it from either,
+# else from a file outside the checkout: $VGS_PREFECT_AUTH_FILE, default ~/.config/vgs/prefect-auth,
+# holding `user:password` and readable by its owner alone.
+SERVER_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING"
+CLIENT_AUTH_ENV = "PREFECT_API_AUTH_STRING"
+AUTH_FILE_ENV = "VGS_PREFECT_AUTH_FILE"
+DEFAULT_AUTH_FILE = "~/.config/vgs/prefect-auth"
+
 
 class ServerError(VgsError):
     """The Prefect server is not reachable, or would not start."""
@@ -35,14 +45,60 @@ def ui_url(api: str) -> str:
     return api[: -len("/api")] if api.endswith("/api") else api
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_string(root: str | Path, env: dict | None = None) -> str | None:
+    """The server's `user:password`: from the environment, else from the auth file, else None.
+
+    The file must lie outside the project (so it is never committed) and be private (mode 600)."""
+    env = os.environ if env is None else env
+    for key in (CLIENT_AUTH_ENV, SERVER_AUTH_ENV):
+        if env.get(key):
+            return env[key]
+    named = env.get(AUTH_FILE_ENV)
+    text = named or DEFAULT_AUTH_FILE
+    # `~` is the home of the environment given (a worker's may differ from this process's).
+    path = Path(env.get("HOME", "~") + text[1:]).expanduser() if text.startswith("~") else Path(text)
+    if not path.is_file():
+        if named:
+            raise ServerError(f"{AUTH_FILE_ENV}={named} is not a file",
+                              hint="write `user:password` into it (chmod 600), or unset the variable")
+        return None
+    resolved, project = path.resolve(), Path(root).resolve()
+    if resolved == project or project in resolved.parents:
+        raise ServerError(f"the Prefect auth file {path} lies inside the project {project}, where git can pick it up",
+                          hint=f"move it outside, e.g. to {DEFAULT_AUTH_FILE}, and point {AUTH_FILE_ENV} at it")
+    if path.stat().st_mode & 0o077:
+        raise ServerError(f"the Prefect auth file {path} can be read by other users",
+                          hint=f"chmod 600 {path}")
+    text = path.read_text().strip()
+    if ":" not in text or text.startswith(":") or "\n" in text:
+        raise ServerError(f"the Prefect auth file {path} must hold one line `user:password`",
+                          hint="e.g. printf '%s' \"vgs:$(openssl rand -hex 16)\" > " + str(path))
+    return text
+
+
 def project_env(root: str | Path, api: str | None = None, base: dict | None = None) -> dict:
-    """Environment for Prefect in this project: PREFECT_HOME inside it, analytics off, the API."""
+    """Environment for Prefect in this project: PREFECT_HOME inside it, analytics off, the API,
+    and the server's auth string for clients when one is configured (auth_string)."""
     env = dict(os.environ if base is None else base)
     home = Path(root).resolve() / HOME_DIR
     env["PREFECT_HOME"] = str(home)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     if api:
         env["PREFECT_API_URL"] = api
+    auth = auth_string(root, env)
+    if auth and not env.get(CLIENT_AUTH_ENV):
+        env[CLIENT_AUTH_ENV] = auth
     return env
 
 
@@ -80,11 +136,30 @@ def require_server(api: str) -> None:
                                "or point PREFECT_API_URL at yours")
 
 
+def unauthenticated_refusal(host: str, port: int) -> ServerError:
+    return ServerError(f"refusing to serve the Prefect API on {host} without authentication: anyone who "
+                       f"reaches port {port} could run DVC commands on every worker",
+                       hint=f"put `user:password` into {DEFAULT_AUTH_FILE} (chmod 600; or set "
+                            f"{AUTH_FILE_ENV} or {SERVER_AUTH_ENV}), or pass --insecure-no-auth "
+                            "on a network you trust (docs/orchestration.md)")
+
+
 def start_server(root: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 log_path: str | Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    """Start `prefect server start` in the background (its output goes to `log_path`)."""
-    env = env or project_env(root)
+                 log_path: str | Path | None = None, env: dict | None = None,
+                 allow_no_auth: bool = False) -> subprocess.Popen:
+    """Start `prefect server start` in the background (its output goes to `log_path`).
+
+    With an auth string (auth_string) every API request and websocket must carry it. A server
+    that listens beyond the loopback interface without one is refused unless `allow_no_auth`:
+    whoever reaches it could create deployments and flow runs, which run DVC commands with their
+    parameters on every worker."""
+    env = dict(env or project_env(root))
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    auth = auth_string(root, env)
+    if auth:
+        env[SERVER_AUTH_ENV] = auth
+    elif not is_loopback(host) and not allow_no_auth:
+        raise unauthenticated_refusal(host, port)
     # The server's own settings must not point it at another API.
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_SERVER_API_HOST"] = host

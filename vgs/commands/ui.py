@@ -22,6 +22,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=4200, help="port (default: 4200)")
     parser.add_argument("--no-worker", action="store_true", help="do not start the vgs-local worker")
+    parser.add_argument("--insecure-no-auth", action="store_true",
+                        help="serve a non-loopback --host without an auth string (anyone who reaches the "
+                             "port can run DVC commands on the workers); see docs/orchestration.md")
     parser.add_argument("--repo", default=None, metavar="DIR",
                         help="project root (default: the nearest parent holding dvc.yaml)")
     parser.set_defaults(func=run)
@@ -47,8 +50,16 @@ def run(args) -> int:
         print(f"A Prefect server already answers at {api}.\nPrefect UI: {server.ui_url(api)}")
         return 0
     log_path = f"{home}/server.log"
-    print(f"Starting the Prefect server (PREFECT_HOME={home}, log: {log_path}) ...", flush=True)
-    proc = server.start_server(root, args.host, args.port, log_path=log_path, env=env)
+    auth = server.auth_string(root, env)
+    if not auth and not server.is_loopback(args.host) and not args.insecure_no_auth:
+        raise server.unauthenticated_refusal(args.host, args.port)
+    if not auth and not server.is_loopback(args.host):
+        print(f"WARNING: serving the Prefect API on {args.host}:{args.port} WITHOUT AUTHENTICATION: anyone who "
+              "reaches this port can create flow runs that execute DVC commands on every worker.", flush=True)
+    print(f"Starting the Prefect server (PREFECT_HOME={home}, log: {log_path}"
+          + (", basic authentication on" if auth else "") + ") ...", flush=True)
+    proc = server.start_server(root, args.host, args.port, log_path=log_path, env=env,
+                               allow_no_auth=args.insecure_no_auth)
     worker = None
     try:
         took = server.wait_healthy(api, proc, log_path=log_path)
