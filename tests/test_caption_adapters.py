@@ -591,3 +591,61 @@ def test_write_caption_corpus_round_trip(tmp_path):
     write_caption_corpus(clean, out / "spokencoco")
     assert (out / "spokencoco" / "rejected.jsonl").read_text() == ""
     assert len(read_manifest(out / "spokencoco" / "en.jsonl")) == 13
+
+
+# -- every adapter option from params.yaml (vgs/corpora/prepare_captions.py) -----------------------------
+def caption_params(name: str, entry: dict) -> "Params":
+    from vgs.params import Params
+    return Params({"caption_corpora": {name: entry}}, "", "params.yaml")
+
+
+def test_places_base_paths_from_params_replace_the_released_absolute_ones(tmp_path):
+    from vgs.corpora.prepare_captions import prepare_caption_corpus
+    fx = build_places(tmp_path)
+    base = fx.info["base"]
+    # As released: the JSONs carry base paths from the original machine, which do not exist here.
+    for path in (base / "meta" / "en_train.json", base / "meta" / "en_val.json"):
+        doc = json.loads(path.read_text())
+        doc.update(image_base_path="/data/sls/scratch/places/images", audio_base_path="/data/sls/placesaudio/en")
+        write_json(path, doc)
+    files = {lang: {split: str(p) for split, p in splits.items()} for lang, splits in fx.info["files"].items()}
+    entry = {"adapter": "places", "json_files": files}
+    with pytest.raises(DataError, match="/data/sls/scratch/places/images"):
+        prepare_caption_corpus("places", caption_params("places", entry))
+    entry.update(image_base_path=str(base / "images"), audio_base_paths={"en": str(base / "en")})
+    corpus = prepare_caption_corpus("places", caption_params("places", entry))
+    assert ids(corpus, "en") == {f"places-en-EN{i}" for i in range(1, 6)} and len(corpus.views["image"]) == 4
+
+
+def test_an_unknown_or_misspelt_option_is_an_error_naming_the_known_ones(tmp_path):
+    from vgs.corpora.prepare_captions import prepare_caption_corpus
+    fx = build_places(tmp_path)
+    files = {lang: {split: str(p) for split, p in splits.items()} for lang, splits in fx.info["files"].items()}
+    with pytest.raises(ParamError, match=r"caption_corpora.places.image_base is not an option of the places") as err:
+        prepare_caption_corpus("places", caption_params("places", {"adapter": "places", "json_files": files,
+                                                                   "image_base": "/x"}))
+    assert "image_base_path" in str(err.value) and "audio_base_paths" in str(err.value)
+    with pytest.raises(ParamError, match="audio_base_paths names language"):
+        prepare_caption_corpus("places", caption_params("places", {"adapter": "places", "json_files": files,
+                                                                   "audio_base_paths": {"fr": "/x"}}))
+    with pytest.raises(ParamError, match="restval"):
+        prepare_caption_corpus("coco", caption_params("coco", {"adapter": "spokencoco", "root": "/x",
+                                                               "restval": "maybe"}))
+    with pytest.raises(ParamError, match="split_scheme is not an option of the flickr8k"):
+        prepare_caption_corpus("f", caption_params("f", {"adapter": "flickr8k", "root": "/x",
+                                                         "split_scheme": "karpathy"}))
+
+
+def test_spokencoco_split_options_from_params(tmp_path):
+    from vgs.corpora.prepare_captions import prepare_caption_corpus
+    fx = build_spokencoco(tmp_path)
+    (fx.info["coco"] / "dataset_coco.json").rename(tmp_path / "karpathy.json")
+    entry = {"adapter": "spokencoco", "root": str(fx.info["root"])}
+    with pytest.raises(DataError, match="Karpathy split file not found") as err:
+        prepare_caption_corpus("spokencoco", caption_params("spokencoco", entry))
+    assert "split_scheme: coco2014" in str(err.value)          # the fix names the params key it takes
+    corpus = prepare_caption_corpus("spokencoco", caption_params("spokencoco", {**entry, "split_scheme": "coco2014"}))
+    assert Counter(r.split for r in corpus.views["image"]) == Counter({"train": 2, "val": 4})
+    corpus = prepare_caption_corpus("spokencoco", caption_params("spokencoco", {
+        **entry, "karpathy_split": str(tmp_path / "karpathy.json"), "restval": "skip"}))
+    assert Counter(r.split for r in corpus.views["image"]) == Counter({"train": 2, "val": 1, "test": 2})

@@ -35,7 +35,8 @@ from vgs.utils.atomic import atomic_path
 
 IMAGE_VIEW = "image"
 ON_ERROR = ("raise", "skip")
-SKIP_HINT = "or set on_error: skip to leave it out (it is then listed in <corpus>-rejected.jsonl)"
+SKIP_HINT = ("or set on_error: skip under caption_corpora.<corpus> in params.yaml to leave it out (it is then "
+             "listed in data/manifests/<corpus>/rejected.jsonl)")
 
 # Why records were left out; the note for each (view, kind) pair says how many.
 KINDS = {
@@ -133,7 +134,7 @@ class Rejections:
     def notes(self, corpus: str) -> list[str]:
         out = [f"skipped {n} {view} record(s) {KINDS[kind]}" for (view, kind), n in sorted(self.counts.items())]
         if out:
-            out.append(f"every skipped record is listed with its reason in {corpus}-rejected.jsonl")
+            out.append(f"every skipped record is listed with its reason in data/manifests/{corpus}/rejected.jsonl")
         return out
 
 

@@ -79,8 +79,9 @@ def prepare_spokencoco(root: str | Path, coco_root: str | Path | None = None, *,
             karpathy_split = next((d / n for d in (root, coco_root) for n in KARPATHY_NAMES if (d / n).is_file()), None)
         if karpathy_split is None:
             raise DataError(f"Karpathy split file not found ({' or '.join(KARPATHY_NAMES)} in {root} or {coco_root})",
-                            hint="get dataset_coco.json from Karpathy's caption_datasets.zip and pass "
-                                 "karpathy_split=..., or use split_scheme='coco2014' (no test split)")
+                            hint="get dataset_coco.json from Karpathy's caption_datasets.zip and set "
+                                 "karpathy_split: /path/to/dataset_coco.json under caption_corpora.<name> in "
+                                 "params.yaml, or split_scheme: coco2014 there (no test split)")
         split_of = _karpathy(Path(karpathy_split), rejections, restval)
     joiner = Joiner(rejections)
 
