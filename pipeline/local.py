@@ -61,7 +61,8 @@ def critical_path(graph: StageGraph, cost: Callable[[str], float]) -> dict[str, 
     below: dict[str, list[str]] = {name: [] for name in graph.order}
     for name in graph.order:
         for up in graph.upstream(name):
-            below[up].append(name)
+            if up in below:             # a stage outside the graph counts as done
+                below[up].append(name)
     path: dict[str, float] = {}
     for name in reversed(graph.order):          # downstream stages first
         path[name] = cost(name) + max((path[d] for d in below[name]), default=0.0)
@@ -143,7 +144,7 @@ def run_local(root: str | Path, targets: list[str] | None = None, jobs: int = 2,
         try:
             while pending or running:
                 for name in sorted(pending, key=priority.__getitem__):
-                    ups = graph.upstream(name)
+                    ups = [u for u in graph.upstream(name) if u in graph]   # others count as done
                     blocked = [u for u in ups if summary.outcome.get(u) in ("failed", "skipped")]
                     if blocked:
                         pending.discard(name)
@@ -168,7 +169,7 @@ def run_local(root: str | Path, targets: list[str] | None = None, jobs: int = 2,
                 if error:
                     failures[name] = error
                 finished = len(summary.outcome)
-                log(f"== {finished}/{total} done ({name}: {outcome}, {seconds:.0f} s); "
+                log(f"== {time.strftime('%H:%M:%S')} {finished}/{total} done ({name}: {outcome}, {seconds:.0f} s); "
                     f"running: {', '.join(sorted(running)) or '-'}; {len(pending)} waiting")
         except BaseException:
             # Ctrl-C or a bug: end the DVC processes so that DVC cleans up after its stages.
