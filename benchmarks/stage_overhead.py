@@ -13,8 +13,9 @@ Prints, each the best of --repeat runs on this machine:
   DVC bookkeeping    the difference of the last two (status checks, hashing deps and outs, the lock)
   dvc status         `dvc status <stage>` alone
 
-Run it where the stage is up to date (after `make run`), on an otherwise idle machine; it re-runs
-the stage, which leaves it up to date.
+Run it where the stage is up to date (after `make run`), on an otherwise idle machine, in a copy
+you can spare: it re-runs the stage, and since an evaluation records its own wall time, the stages
+downstream of it (the report) then show as changed.
 """
 from __future__ import annotations
 
