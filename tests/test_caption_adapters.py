@@ -594,7 +594,7 @@ def test_write_caption_corpus_round_trip(tmp_path):
 
 
 # -- every adapter option from params.yaml (vgs/corpora/prepare_captions.py) -----------------------------
-def caption_params(name: str, entry: dict) -> "Params":
+def caption_params(name: str, entry: dict):
     from vgs.params import Params
     return Params({"caption_corpora": {name: entry}}, "", "params.yaml")
 
