@@ -26,3 +26,17 @@ REPO = Path(__file__).resolve().parent.parent   # the repository root: params.ya
 def repo() -> Path:
     """The repository root (tests/..)."""
     return REPO
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run where torch sees a CUDA device and are skipped, with the reason,
+    elsewhere (torch is imported only when such a test was collected)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA device; torch {torch.__version__} sees none here")
+    for item in gpu_items:
+        item.add_marker(skip)

@@ -7,9 +7,9 @@ import torch
 from torch.nn import functional as F
 
 from vgs.errors import ParamError
-from vgs.nn.retrieval_losses import (LOSS_NAMES, SCHEMES, ScheduledMargin, adaptive_mean_margin, hinge_all_pairs,
-                                     hyperspheric, info_nce, make_pair_loss, masked_margin_softmax, mms_adaptive,
-                                     multiview_loss, pair_loss_from_params, triplet, view_pairs,
+from vgs.nn.retrieval_losses import (LOSS_NAMES, SCHEMES, ScheduledMargin, adaptive_mean_margin, global_batch,
+                                     hinge_all_pairs, hyperspheric, info_nce, make_pair_loss, masked_margin_softmax,
+                                     mms_adaptive, multiview_loss, pair_loss_from_params, triplet, view_pairs,
                                      _one_way_triplet)
 from vgs.params import Params
 
@@ -370,3 +370,10 @@ def test_params_section_errors_name_the_full_key():
         pair_loss_from_params(section)
     ok = Params({"loss": {"name": "mms_adaptive", "alpha": 0.25}}).section("loss")
     assert pair_loss_from_params(ok).params["alpha"] == 0.25
+
+
+def test_outside_a_process_group_the_losses_take_their_inputs_as_they_are():
+    """One process (every run so far): nothing is gathered, so the numbers cannot change."""
+    a, b = batch()
+    assert all(x is y for x, y in zip(global_batch(a, b), (a, b)))
+    assert mms_adaptive(a, b).item() == masked_margin_softmax(a, b, adaptive_mean_margin(a @ b.T)).item()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from vgs.errors import CheckpointError
+from vgs.train import trainer as trainer_module
 from vgs.train.trainer import Trainer, load_checkpoint
 
 
@@ -172,3 +173,24 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_rank_other_than_0_trains_the_same_but_writes_nothing(tmp_path, monkeypatch, capsys):
+    """Under torchrun every rank runs the loop; only rank 0 writes the checkpoint and the log."""
+    reference = _fit(tmp_path / "rank0")
+    monkeypatch.setattr(trainer_module, "is_main", lambda: False)
+    other = _fit(tmp_path / "rank1")
+    assert not (tmp_path / "rank1").exists()
+    assert len(other.model.state_dict()) and all(
+        torch.equal(a, b) for a, b in zip(reference.model.state_dict().values(), other.model.state_dict().values()))
+    # It resumes from the checkpoint rank 0 wrote, and leaves it for rank 0 to replace.
+    monkeypatch.undo()
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "shared", stop_after=11)
+    written = (tmp_path / "shared" / "checkpoint.pt").read_bytes()
+    monkeypatch.setattr(trainer_module, "is_main", lambda: False)
+    capsys.readouterr()
+    resumed = _fit(tmp_path / "shared")
+    assert "resuming" not in capsys.readouterr().out
+    assert (tmp_path / "shared" / "checkpoint.pt").read_bytes() == written
+    assert all(torch.equal(a, b) for a, b in zip(reference.model.state_dict().values(), resumed.model.state_dict().values()))

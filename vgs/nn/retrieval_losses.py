@@ -14,6 +14,12 @@ Sources (see each function for the exact formula):
   hyperspheric           Crabtree 2021 Eq. 2.8 (Wang & Isola 2020)
   multiview_loss         Crabtree 2021 Sec. 2.3 and Chapter 4
 `make_pair_loss` builds any of them from params.yaml values and validates them.
+
+Distributed training (vgs/train/distributed.py): inside a torch.distributed process group each
+rank passes its own shard of the batch, and every loss first gathers the shards of all ranks
+(`global_batch`), so the negatives and the means are those of the whole global batch and N ranks x
+B/N train the objective of one process x B. Per-pair margins given as tensors must then be those of
+the global batch. Outside a process group (every run on one device) the inputs pass untouched.
 """
 from __future__ import annotations
 
@@ -26,8 +32,16 @@ from torch.nn import functional as F
 
 from vgs.errors import ParamError
 from vgs.params import Params
+from vgs.train.distributed import gather_with_grad, is_distributed
 
 Tensor = torch.Tensor
+
+
+def global_batch(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """The embeddings of every rank's shard, with gradients (`a` and `b` themselves on one process)."""
+    if not is_distributed():
+        return a, b
+    return gather_with_grad(a), gather_with_grad(b)
 
 
 def similarity(a: Tensor, b: Tensor) -> Tensor:
@@ -61,7 +75,7 @@ def hinge_all_pairs(a: Tensor, b: Tensor, margin: float, reduction: str = "sum")
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    s = similarity(a, b)
+    s = similarity(*global_batch(a, b))
     pos = s.diagonal()
     a_anchor = F.relu(s - pos[:, None] + margin)  # [i, j]: a_i against the wrong b_j
     b_anchor = F.relu(s - pos[None, :] + margin)  # [i, j]: b_j against the wrong a_i
@@ -122,7 +136,7 @@ def triplet(a: Tensor, b: Tensor, margin: float = 1.0, negatives: str = "random+
     Margin 1 is Crabtree's Eq. 2.3 value ("often just 1") and the reference code's default.
     """
     kinds = _parse_negatives(negatives)
-    s = similarity(a, b)
+    s = similarity(*global_batch(a, b))
     return sum(_one_way_triplet(m, margin, kind, generator) for kind in kinds for m in (s, s.T))
 
 
@@ -146,7 +160,10 @@ def masked_margin_softmax(a: Tensor, b: Tensor, margin: float | Tensor, scale: f
     multiplies the margined similarities; neither the thesis nor the reference code scales them, so
     it defaults to 1.
     """
-    s = similarity(a, b)
+    return _margin_softmax(similarity(*global_batch(a, b)), margin, scale)
+
+
+def _margin_softmax(s: Tensor, margin: float | Tensor, scale: float) -> Tensor:
     margin = torch.as_tensor(margin, dtype=s.dtype, device=s.device)
     return _symmetric_cross_entropy(scale * (s - torch.diag_embed(margin.expand(len(s)))))
 
@@ -193,7 +210,9 @@ def adaptive_mean_margin(s: Tensor, alpha: float = 0.5) -> Tensor:
 
 def mms_adaptive(a: Tensor, b: Tensor, alpha: float = 0.5, scale: float = 1.0) -> Tensor:
     """Masked margin softmax with the adaptive mean margin (Crabtree Table 3.3 "MMS Adapt")."""
-    return masked_margin_softmax(a, b, adaptive_mean_margin(similarity(a, b), alpha), scale)
+    a, b = global_batch(a, b)
+    margin = adaptive_mean_margin(similarity(a, b), alpha)
+    return _margin_softmax(similarity(a, b), margin, scale)
 
 
 # -- Hyperspheric loss (Crabtree Eq. 2.8, Wang & Isola 2020) ----------------------------------------
@@ -226,6 +245,7 @@ def hyperspheric(a: Tensor, b: Tensor, lambda_align: float = 1.0, lambda_unif: f
     alpha = 2, lambda_align = 1; lambda_unif tuned from 1.0, best 0.75), so their form is the
     default; the printed form, which also pushes positive pairs apart, is kept to compare against.
     """
+    a, b = global_batch(a, b)
     align = torch.linalg.vector_norm(a - b, dim=1).pow(alpha).mean()
     if form == "wang_isola":
         unif = (uniformity(a, t) + uniformity(b, t)) / 2

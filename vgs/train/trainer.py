@@ -15,6 +15,10 @@ configuration and everything the stage depends on (code, params, input stores) a
 finished checkpoint is never reused, because DVC re-runs a training stage only when something it
 depends on changed or when forced. Anything not resumed is set aside, with one line saying why.
 
+Several processes (torchrun, vgs/train/distributed.py): every rank runs the same loop and resumes
+from the same checkpoint; rank 0 alone writes checkpoints and the log and shows progress, at steps
+all ranks agreed on. With one process none of this changes anything.
+
 Checkpoints hold only tensors, numbers, strings and containers of them, and are loaded with
 `torch.load(weights_only=True)`: a checkpoint pulled from a shared remote cannot run code.
 """
@@ -34,6 +38,8 @@ import torch
 from tqdm import tqdm
 
 from vgs.errors import CheckpointError
+from vgs.train.device import current, place_modules
+from vgs.train.distributed import any_rank, barrier, is_main
 from vgs.train.provenance import describe_changes
 from vgs.utils.atomic import atomic_path, own_copies
 from vgs.utils.seed import seed_everything
@@ -51,12 +57,6 @@ class TrainTask(Protocol):
     def train_step(self, epoch: int, index: int) -> dict[str, float]:
         """Run batch `index` of `epoch`, including backward and optimiser steps; return logs."""
     def end_epoch(self, epoch: int) -> dict[str, float] | None: ...
-
-
-def pick_device(choice: str = "auto") -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
 
 
 def fingerprint(config: Any) -> str:
@@ -124,7 +124,9 @@ def load_finished_checkpoint(run_dir: Path, config: Any, train_stage: str) -> di
 def _rng_state() -> dict:
     name, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(),
+    # Dropout on a GPU draws from the CUDA generators: a resume there restores them too.
+    cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() and torch.cuda.is_initialized() else {}
+    return {"torch": torch.get_rng_state(), **cuda,
             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
             "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
@@ -132,6 +134,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
@@ -205,21 +209,29 @@ class Trainer:
 
     def _resume_point(self, task: TrainTask) -> tuple[int, int, float]:
         self._resumable = None
-        if not self.checkpoint_path.exists():
-            (self.run_dir / LOG).unlink(missing_ok=True)
+        exists = self.checkpoint_path.exists()
+        reason = self._why_not_resume() if exists else None
+        # Every rank has read the checkpoint before rank 0 may move it aside.
+        barrier()
+        if not exists:
+            if is_main():
+                (self.run_dir / LOG).unlink(missing_ok=True)
             return 0, 0, 0.0
-        reason = self._why_not_resume()
         if reason is not None:
-            self._set_aside(reason)
+            if is_main():
+                self._set_aside(reason)
             return 0, 0, 0.0
         ck = self._resumable
         task.load_state_dict(ck["task"])
         _set_rng_state(ck["rng"])
-        print(f"resuming {self.run_dir} at epoch {ck['epoch']}, batch {ck['index']}")
+        if is_main():
+            print(f"resuming {self.run_dir} at epoch {ck['epoch']}, batch {ck['index']}")
         return ck["epoch"], ck["index"], ck["elapsed_seconds"]
 
     def _log(self, row: dict) -> None:
         self.history.append(row)
+        if not is_main():
+            return
         with open(self.run_dir / LOG, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -230,12 +242,18 @@ class Trainer:
     def fit(self, task: TrainTask) -> dict:
         """Train to max_epochs, resuming an interrupted run of the same provenance. Returns
         {"elapsed_seconds", "resumed"}."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        # The log is appended in place: never through a hard link into the DVC cache.
-        own_copies(self.run_dir)
+        if is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # The log is appended in place: never through a hard link into the DVC cache.
+            own_copies(self.run_dir)
+        barrier()
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         seed_everything(self.seed)
+        # Modules move before a resume: load_state_dict then copies the CPU-loaded checkpoint
+        # (any device wrote it) onto the device each module lives on, optimiser state included.
+        compute = current()
+        place_modules(task, compute)
         epoch, index, elapsed = self._resume_point(task)
         resumed = epoch > 0 or index > 0
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM,)}
@@ -247,7 +265,7 @@ class Trainer:
                 task.start_epoch(epoch)
                 n = task.num_batches(epoch)
                 bar = tqdm(range(index, n), initial=index, total=n, desc=f"epoch {epoch + 1}/{self.max_epochs}",
-                           disable=not self.progress, leave=False, unit="batch")
+                           disable=not (self.progress and is_main()), leave=False, unit="batch")
                 for index in bar:
                     logs = task.train_step(epoch, index)
                     steps_this_process += 1
@@ -255,23 +273,33 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]})
                         self._log({"epoch": epoch, "batch": index, **logs})
                     kill_now = self.stop_after_steps is not None and steps_this_process >= self.stop_after_steps
-                    if self._stop_requested or kill_now or time.monotonic() - last_ck > self.checkpoint_every_seconds:
-                        save_checkpoint(self.checkpoint_path, self._payload(
-                            task, epoch, index + 1, False, time.monotonic() - started))
+                    # The clock and SIGTERM reach ranks at different steps; the vote (an all-reduce)
+                    # also waits for every rank to finish this step before rank 0 writes.
+                    checkpoint_now, stop_now = any_rank(
+                        self._stop_requested or kill_now or time.monotonic() - last_ck > self.checkpoint_every_seconds,
+                        self._stop_requested)
+                    if checkpoint_now:
+                        if is_main():
+                            save_checkpoint(self.checkpoint_path, self._payload(
+                                task, epoch, index + 1, False, time.monotonic() - started))
                         last_ck = time.monotonic()
                     if kill_now:
                         raise KeyboardInterrupt(f"stop_after_steps={self.stop_after_steps}")
-                    if self._stop_requested:
+                    if stop_now:
                         raise SystemExit(143)
                 bar.close()
                 logs = task.end_epoch(epoch) or {}
                 self._log({"epoch": epoch, "end": True, "elapsed_seconds": round(time.monotonic() - started, 2),
                            **logs})
                 epoch, index = epoch + 1, 0
-                save_checkpoint(self.checkpoint_path, self._payload(
-                    task, epoch, 0, epoch >= self.max_epochs, time.monotonic() - started))
+                barrier()
+                if is_main():
+                    save_checkpoint(self.checkpoint_path, self._payload(
+                        task, epoch, 0, epoch >= self.max_epochs, time.monotonic() - started))
                 last_ck = time.monotonic()
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
+        # No rank returns (and a stage reads the run) before rank 0 has written the last checkpoint.
+        barrier()
         return {"elapsed_seconds": time.monotonic() - started, "resumed": resumed}
