@@ -24,8 +24,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from vgs.eval.clustering import kmeans_purity
-from vgs.methods.pvae2018 import model_dir
-from vgs.methods.pvae2018.config import load_data_config
+from vgs.methods.pvae2018.config import load_data_config, model_dir
 from vgs.methods.pvae2018.data import DigitData, stats_from_model
 from vgs.methods.pvae2018.inference import encode, load_trained
 from vgs.methods.pvae2018.model import AUDIO, IMAGE

@@ -170,10 +170,9 @@ def pvae_cases(params, run: str) -> list[Case]:
 
 
 def smart_cases(params, style: str) -> list[Case]:
-    from vgs.methods.smart import STYLES
+    from vgs.methods.smart import MODALITIES, STYLES
     from vgs.methods.smart import train as mod
     from vgs.methods.smart.data import data_params, load_data
-    from vgs.methods.smart.model import MODALITIES
     from vgs.paths import pairs_path
     from vgs.utils.seed import seed_everything
     if style not in STYLES:

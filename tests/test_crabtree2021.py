@@ -20,14 +20,15 @@ from vgs.features.config import ImageFeatureConfig, load_feature_config
 from vgs.methods.crabtree2021.config import load_run_config, report_settings, run_names
 from vgs.methods.crabtree2021.evaluate import evaluate_run
 from vgs.methods.crabtree2021.export import export_run
-from vgs.methods.crabtree2021.model import build_model, count_structure
+from vgs.methods.crabtree2021.model import InputSizes, build_model, count_structure, input_sizes
 from vgs.methods.crabtree2021.paper import PAPER, parse_label
-from vgs.methods.crabtree2021.report import HEADLINE_LIMIT, build_report, check_findings
+from vgs.methods.crabtree2021.report import HEADLINE_LIMIT, build_report, check_findings, write_report
 from vgs.methods.crabtree2021.train import (CrabtreeTask, batch_loss, load_views, make_scheduler, pair_names,
                                             train_run)
 from vgs.nn.retrieval_losses import info_nce
 from vgs.pairing.pairs import View
 from vgs.pairing.instance import build_instance_pairs
+from vgs.pairing.batch_loader import LoaderSettings
 from vgs.params import Params
 from vgs.report.metrics import flatten_headline
 
@@ -115,6 +116,16 @@ def test_a_view_the_pair_store_lacks_is_a_param_error(tiny):
         load_views(cfg)
 
 
+def test_encoder_input_sizes_come_from_the_stores_and_a_disagreeing_param_is_named(tiny):
+    cfg = load_run_config(_params(pairs=tiny), "baseline")
+    assert input_sizes(cfg) == InputSizes(mel_bins=40, image_channels=1)
+    model = build_model(cfg.model, cfg.data.caption_views, input_sizes(cfg))
+    assert model.speech["en"].in_bins == 40 and model.image.in_channels == 1
+    rgb = load_run_config(_params(pairs=tiny, model={"in_channels": 3}), "baseline")
+    with pytest.raises(ParamError, match=r"model\.in_channels = 3 .*image store .* holds 1-channel images"):
+        input_sizes(rgb)
+
+
 def test_multiview_pair_lists_per_scheme_as_the_trainer_contrasts_them(tiny):
     assert pair_names(VIEWS, "full_graph") == [("image", "en"), ("image", "hi"), ("image", "ja"), ("en", "hi"),
                                                ("en", "ja"), ("hi", "ja")]
@@ -164,8 +175,10 @@ def test_shared_encoder_language_embeddings_have_the_thesis_shapes():
     widths = TINY_WIDTHS
     langs = ["en", "hi", "ja"]
     base = load_run_config(_params(), "baseline").model
+    sizes = InputSizes(mel_bins=40, image_channels=1)
     models = {c: build_model(load_run_config(_params({"x": {"model": {"encoders": "shared",
-                                                                       "language_conditioning": c}}}), "x").model, langs)
+                                                                       "language_conditioning": c}}}), "x").model,
+                             langs, sizes)
               for c in ("basic", "input", "seq", "chan")}
     for c in ("input", "seq", "chan"):
         s = models[c].speech
@@ -189,10 +202,10 @@ def test_shared_encoder_language_embeddings_have_the_thesis_shapes():
         same = torch.allclose(out["en"], out["hi"])
         assert same == (c == "basic"), c                                  # the language id matters unless basic
     counts = {c: m.parameter_counts()["speech"] for c, m in models.items()}
-    separate = build_model(base, langs).parameter_counts()["speech"]
+    separate = build_model(base, langs, sizes).parameter_counts()["speech"]
     assert separate == 3 * counts["basic"] and counts["chan"] > counts["seq"] > counts["basic"]
     assert counts["seq"] - counts["basic"] == 3 * 8 + 8 * widths[0] + 3 * 3 * 8
-    assert count_structure(base, langs) == build_model(base, langs).parameter_counts()
+    assert count_structure(base, langs, sizes) == build_model(base, langs, sizes).parameter_counts()
 
 
 def test_paper_values_are_parsed_from_the_thesis_text():
@@ -215,11 +228,13 @@ def test_resume_after_a_kill_gives_identical_weights(tiny, tmp_path):
     views = load_views(cfg)
     ref = train_run(cfg, views, progress=False, run_dir=tmp_path / "ref")
     assert ref["steps"] == 2 * 2   # 8 train datapoints, batch 4, 2 epochs
+    # The killed run streams its batches through two reading processes: the weights must not notice.
+    streaming = LoaderSettings(in_memory=False, num_workers=2)
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, views, progress=False, stop_after_steps=3, run_dir=tmp_path / "killed")   # mid epoch 2
+        train_run(cfg, progress=False, stop_after_steps=3, run_dir=tmp_path / "killed", loading=streaming)
     with pytest.raises(CheckpointError, match="unfinished"):
         export_run(cfg, out_dir=tmp_path / "x", run_dir=tmp_path / "killed", views=views)
-    resumed = train_run(cfg, views, progress=False, run_dir=tmp_path / "killed")
+    resumed = train_run(cfg, progress=False, run_dir=tmp_path / "killed", loading=streaming)
     assert resumed["resumed"]
     a, b = _weights(tmp_path / "ref"), _weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -248,33 +263,40 @@ def test_tiny_runs_end_to_end(tiny, tmp_path):
         assert result["best_epoch"] in (1, 2) and [h["epoch"] for h in result["history"]] == [1, 2]
 
     settings = {**report_settings(_params(pairs=tiny)), "noise_runs": ["baseline", "baseline-seed2"]}
-    out = build_report(configs, settings, out_dir=tmp_path / "results", eval_dir=tmp_path / "eval",
-                       emb_dir=tmp_path / "emb", paper_configs={"shared-chan": configs[-1]})
     res = tmp_path / "results"
-    assert out["chosen_hyperspheric"] in ("hsphere-u075", "hsphere-u100") and out["noise"] is not None
+    report = build_report(configs, settings, out_dir=res, eval_dir=tmp_path / "eval",
+                          emb_dir=tmp_path / "emb", paper_configs={"shared-chan": configs[-1]})
+    written = write_report(report, res)
+    chosen = report.details["chosen_hyperspheric"]
+    assert chosen in ("hsphere-u075", "hsphere-u100") and report.details["noise_floor"] is not None
+    assert {"table3_3.csv", "runs.csv", "validation.csv", "table3_3_bars.csv", "report.md"} <= set(written)
     t33 = (res / "table3_3.csv").read_text().splitlines()
-    assert t33[0].startswith("metric,") and f"{out['chosen_hyperspheric']}_ours" in t33[0]
+    assert t33[0].startswith("metric,") and f"{chosen}_ours" in t33[0]
     assert t33[1].startswith("Best Epoch,") and ",26," in t33[1]             # the thesis's InfoNCE best epoch
     assert any(line.startswith("image-ja avgR10,") and ",72.35," in line for line in t33)
     assert "tiny test corpus" in t33[2]
     t51 = (res / "table5_1.csv").read_text()
     assert "speech parameters at paper scale" in t51 and "total parameters" in t51
     # The headline is runs.csv's two summary columns as printed, one entry per configuration (the
-    # baseline's extra seed only in the noise floor), and passes the shared headline check.
+    # baseline's extra seed only in the noise floor), plus the renderer's 1/0 per finding, and passes
+    # the shared headline check.
     metrics = json.loads((res / "metrics.json").read_text())
     flatten_headline(metrics, HEADLINE_LIMIT)
     with open(res / "runs.csv", newline="") as f:
         runs_csv = {r["run"]: r for r in csv.DictReader(f)}
-    assert set(metrics) == (set(runs_csv) - {"baseline-seed2"}) | {"noise_floor"}
+    assert set(metrics) == (set(runs_csv) - {"baseline-seed2"}) | {"noise_floor", "claims"}
     for run, m in metrics.items():
-        if run != "noise_floor":
+        if run not in ("noise_floor", "claims"):
             assert m == {c: float(runs_csv[run][c]) for c in ("image_avgR10", "crosslingual_avgR10")}
     assert set(metrics["noise_floor"]) == {f"{g}_avgR10_{s}" for g in ("image", "crosslingual") for s in ("mean", "std")}
     details = json.loads((res / "details.json").read_text())
-    assert len(details["findings"]) == 6 - 1         # finding 5 needs all four schemes' runs
-    assert all(f["verdict"] in ("holds", "does not hold", "within noise", "untested") and f["evidence"]
-               for f in details["findings"])
+    assert len(details["claims"]) == 6 - 1           # finding 5 needs all four schemes' runs
+    assert all(c["verdict"] in ("holds", "does not hold", "within noise", "untested") and c["evidence"]
+               and c["paper"] for c in details["claims"])
+    verdicts = [c["verdict"] for c in details["claims"]]
+    assert list(metrics["claims"].values()) == [int(v == "holds") for v in verdicts]
     text = (res / "report.md").read_text()
+    assert "## The thesis's findings beside ours" in text and "| claim | paper | ours | rule | verdict |" in text
     assert "## Noise floor" in text and "n/a" in text and "Table 3.3" in text and "picked its epochs on test" in text
     for name in ("validation_table3_3.png", "table3_3_bars.png", "tsne.png", "tsne_views.png", "validation.csv",
                  "table3_3_bars.csv", "runs.csv"):
@@ -297,11 +319,13 @@ def test_findings_follow_the_shared_rule_with_untested_runs_and_the_oracle():
              "summary": {g: {"values": v, "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))}
                          for g, v in (("image", [s[0] for s in seeds]), ("crosslingual", [s[1] for s in seeds]),
                                       ("all", [(a + b) / 2 for a, b in seeds]))}}
-    findings = {f["finding"][:2]: f for f in check_findings(ev, noise, None, chance=0.01,
+    findings = {f.claim.name[:2]: f for f in check_findings(ev, noise, None, chance=0.01,
                                                             oracle={"image": 1.0, "crosslingual": 0.5})}
-    # 2: InfoNCE far above the other objective -> holds, with the interval as evidence.
-    assert findings["2."]["verdict"] == "holds" and "prediction interval" in findings["2."]["evidence"]
+    # 2: InfoNCE far above the other objective (one seed of mms-m1) -> holds, the interval as evidence.
+    assert findings["2."].claim.verdict == "holds" and "prediction interval" in findings["2."].claim.evidence
+    assert findings["2."].rests_on_one_seed
     # 3: cross-lingual reaches the same share of its (lower) oracle -> not harder: within noise.
-    assert findings["3."]["verdict"] == "within noise"
+    assert findings["3."].claim.verdict == "within noise"
     # 6: shared-seq never reached twice chance on validation -> the finding is untested, never "does not hold".
-    assert findings["6."]["verdict"] == "untested" and "never reached twice chance" in findings["6."]["evidence"]
+    six = findings["6."].claim
+    assert six.verdict == "untested" and "never reached twice chance" in six.evidence

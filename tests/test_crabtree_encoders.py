@@ -55,9 +55,12 @@ def _assert_padding_invariant(model, lengths=LENGTHS, language=None, atol=1e-5):
         assert torch.allclose(alone[0], batched[i], atol=atol), (lengths[i], (alone[0] - batched[i]).abs().max())
 
 
+LOG_MEL = dict(in_bins=40)          # the encoders take their input size from the caller (a feature store)
+
+
 def _tiny(**kw):
     torch.manual_seed(0)
-    model = ResDAVEnet(TINY, **kw)
+    model = ResDAVEnet(TINY, **{**LOG_MEL, "pooling": "avg", **kw})
     _randomise_batchnorm(model)
     return model.eval()
 
@@ -89,7 +92,7 @@ def test_resdavenet_frames_are_zero_past_each_length_and_match_the_utterance_alo
 
 def test_resdavenet_train_mode_ignores_padding_with_masked_batchnorm():
     torch.manual_seed(0)
-    a, b = ResDAVEnet(TINY).train(), ResDAVEnet(TINY).train()
+    a, b = ResDAVEnet(TINY, **LOG_MEL, pooling="avg").train(), ResDAVEnet(TINY, **LOG_MEL, pooling="avg").train()
     b.load_state_dict(a.state_dict())
     x, wider, lens = _loud_batch(_utterances([20, 33, 70, 7]))
     za, zb = a(x, lens), b(wider, lens)
@@ -191,7 +194,7 @@ PRESET_COUNTS = {"paper": 46_490_880, "paper_128": 44_670_976, "cpu": 2_910_528}
 ])
 def test_resdavenet_preset_parameter_counts(preset, widths):
     with torch.device("meta"):  # counting needs no real weights
-        model = resdavenet(preset)
+        model = resdavenet(preset, **LOG_MEL, variant="avg")
     assert model.widths == widths and model.embed_dim == widths[-1] and model.project is None
     assert count_parameters(model) == _resdavenet_count(widths) == PRESET_COUNTS[preset]
 
@@ -199,7 +202,7 @@ def test_resdavenet_preset_parameter_counts(preset, widths):
 @pytest.mark.parametrize("cond", ["basic", "input", "seq", "chan"])
 def test_language_conditioning_parameter_counts(cond):
     with torch.device("meta"):
-        model = resdavenet("paper", language_conditioning=cond, num_languages=3)
+        model = resdavenet("paper", **LOG_MEL, variant="avg", language_conditioning=cond, num_languages=3)
     assert count_parameters(model) == _resdavenet_count(model.widths, cond=cond, nl=3)
     print(cond, count_parameters(model))
 
@@ -238,15 +241,15 @@ def test_resdavenet_shapes_projection_normalisation_and_refusals():
     with pytest.raises(ValueError, match="lengths"):
         model(x, torch.tensor([30, 64, 0]))
     with pytest.raises(ValueError, match="odd"):
-        ResDAVEnet(TINY, kernel_size=8)
+        ResDAVEnet(TINY, **LOG_MEL, pooling="avg", kernel_size=8)
     with pytest.raises(ValueError, match="num_languages"):
-        ResDAVEnet(TINY, language_conditioning="seq")
+        ResDAVEnet(TINY, **LOG_MEL, pooling="avg", language_conditioning="seq")
     with pytest.raises(ValueError, match="language ids"):
         _tiny(language_conditioning="input", num_languages=2)(x, lens)
     with pytest.raises(ValueError, match="outside"):
         _tiny(language_conditioning="input", num_languages=2)(x, lens, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="variant"):
-        resdavenet("cpu", variant="max")
+        resdavenet("cpu", **LOG_MEL, variant="max")
 
 
 # -- attention poolers ----------------------------------------------------------------------------------
@@ -363,8 +366,8 @@ def test_resnet50_preset_parameter_count():
     trunk = _bottleneck_trunk_count()
     assert trunk == 23_508_032  # torchvision resnet50 (25,557,032) minus its fc (2048 * 1000 + 1000)
     with torch.device("meta"):
-        model = resnet_encoder("resnet50")
-        grey = resnet_encoder("resnet50", in_channels=1)
+        model = resnet_encoder("resnet50", pooling="avg")
+        grey = resnet_encoder("resnet50", in_channels=1, pooling="avg")
     assert model.in_channels == 3 and model.embed_dim == 1024
     assert count_parameters(model.trunk) == trunk
     assert count_parameters(model) == trunk + 2048 * 1024 + 1024 == 25_606_208
@@ -374,13 +377,13 @@ def test_resnet50_preset_parameter_count():
 def test_resnet50_shaped_trunk_maps_224_to_7x7():
     # same strides as ResNet-50 with one tiny bottleneck per stage (cheap): 224 -> 7 x 7 x embed
     cfg = ResNetConfig("bottleneck", (1, 1, 1, 1), (2, 2, 2, 2), stem_channels=2, embed_dim=8)
-    model = ResNetEncoder(cfg, in_channels=3).eval()
+    model = ResNetEncoder(cfg, in_channels=3, pooling="avg").eval()
     assert model.feature_map(torch.randn(1, 3, 224, 224)).shape == (1, 8, 7, 7)
 
 
 def test_resnet_cpu_preset_on_grey_64x64():
     torch.manual_seed(0)
-    model = resnet_encoder("cpu")
+    model = resnet_encoder("cpu", pooling="avg")
     assert model.in_channels == 1 and model.embed_dim == 256
     images = torch.randn(3, 1, 64, 64)
     assert model.feature_map(images).shape == (3, 256, 2, 2)
@@ -395,4 +398,4 @@ def test_resnet_cpu_preset_on_grey_64x64():
     with pytest.raises(ValueError, match="images"):
         model(torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match="unknown ResNet preset"):
-        resnet_encoder("resnet18")
+        resnet_encoder("resnet18", pooling="avg")

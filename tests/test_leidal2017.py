@@ -23,13 +23,15 @@ from vgs.methods.leidal2017.train import LeidalTask, train_run
 from vgs.nn.gaussian import frobenius_norm_sum
 from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
+from vgs.report.metrics import read_details
+from vgs.report.render import render
 from vgs.report.tables import read_csv
 from tiny_stores import write_tiny_store
 
 
 # -- the model --------------------------------------------------------------------------------------
 def test_encoders_follow_the_paper_architecture():
-    img = ImageEncoder(z_dim=128)
+    img = ImageEncoder(z_dim=128, image_size=(28, 28))
     convs = [m for m in img.conv if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
         (64, (3, 3), (1, 1)), (128, (3, 3), (2, 2)), (256, (3, 3), (2, 2))]
@@ -87,7 +89,7 @@ def test_total_loss_is_sim_plus_weighted_ig_and_weight_decay():
     torch.manual_seed(0)
     model = LeidalModel(z_dim=8, image_size=(8, 8), num_frames=12, num_bins=6)
     images, audio = torch.rand(4, 8, 8), torch.randn(4, 12, 6)
-    terms = leidal_loss(model, images, audio, lambda_ig=0.3, lambda_wd=1e-2, num_samples=5)
+    terms = leidal_loss(model, images, audio, lambda_ig=0.3, lambda_wd=1e-2, num_samples=5, margin=1.0)
     expected = terms["sim"] + 0.3 * terms["ig"] + 1e-2 * terms["wd"]
     assert terms["loss"].item() == pytest.approx(expected.item())
     assert terms["wd"].item() == pytest.approx(frobenius_norm_sum(model).item())
@@ -145,6 +147,18 @@ def test_params_give_one_run_per_table_value():
             load_run_config(Params(data), "ig0")
 
 
+@pytest.mark.parametrize("section, key", [("train", "val_pairs"), ("train", "pairs_per_epoch"),
+                                          ("train", "precision"), ("export", "batch_size"),
+                                          ("eval", "inputs_per_modality")])
+def test_every_key_comes_from_params_without_a_second_default_in_code(section, key):
+    """params.yaml gives every key, so a missing one is an error rather than a silent fallback."""
+    data = copy.deepcopy(Params.load("params.yaml").data)
+    for where in (data["leidal2017"], *data["leidal2017"]["profiles"].values()):
+        (where.get(section) or {}).pop(key, None)
+    with pytest.raises(ParamError, match=f"leidal2017.{section}.{key} is missing"):
+        load_run_config(Params(data), "ig0")
+
+
 # -- a tiny end-to-end run -------------------------------------------------------------------------
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
@@ -167,12 +181,16 @@ def tiny(tmp_path, monkeypatch):
     write_tiny_store("data/features/aud.zarr", audio, "fsdd", "audio")
     build_pairs([View("image", "data/features/img.zarr"), View("audio", "data/features/aud.zarr")],
                 "data/pairs/tiny.zarr", seed=5, epochs={"train": 3, "val": 1, "test": 1})
-    train = TrainConfig(num_samples=3, batch_pairs=8, lr=1e-3, epochs=3, pairs_per_epoch=24, val_pairs=8)
+    train = TrainConfig(num_samples=3, batch_pairs=8, margin=1.0, lambda_wd=1e-6, lr=1e-3, betas=(0.95, 0.999),
+                        eps=1e-8, lr_decay=0.9, lr_decay_every_epochs=10, epochs=3, pairs_per_epoch=24, val_pairs=8,
+                        checkpoint_every_seconds=120.0, num_threads=None, precision="fp32",
+                        lambda_ig_warmup_steps=0, lr_schedule="step")
     return RunConfig(run="tiny", lambda_ig=0.01, seed=11, profile="cpu",
                      data=DataConfig("data/pairs/tiny.zarr", "data/features/img.zarr", "data/features/aud.zarr"),
                      model=ModelConfig(z_dim=8, num_frames=10), train=train,
                      export=ExportConfig(split="test", num_samples=4, batch_size=7),
-                     eval=EvalConfig(kmeans_k=10, svm_per_modality=30, svm_train=40, tsne_per_modality=10))
+                     eval=EvalConfig(inputs_per_modality=None, kmeans_k=10, svm_per_modality=30, svm_train=40,
+                                     tsne_per_modality=10))
 
 
 def _weights(cfg, run_dir):
@@ -234,13 +252,18 @@ def test_tiny_run_end_to_end_and_resume_after_kill(tiny, tmp_path):
         (tmp_path / "evals").mkdir(exist_ok=True)
         (tmp_path / "evals" / f"{run}.json").write_text(json.dumps(r))
         configs.append(c)
-    metrics = build_report(configs, out_dir=tmp_path / "results", eval_dir=tmp_path / "evals")
+    report = build_report(configs, out_dir=tmp_path / "results", eval_dir=tmp_path / "evals")
+    render(report, tmp_path / "results")
     rows = read_csv(tmp_path / "results" / "table1.csv")
     assert list(rows[0]) == ["lambda_ig", "purity_paper", "purity_ours", "svm_acc_paper", "svm_acc_ours", "data"]
     assert rows[1]["purity_paper"] == "0.984" and rows[0]["data"] == "MNIST + FSDD (2 speakers)"
-    for name in ("figure2_tsne.png", "figure3.png", "report.md", "metrics.json"):
+    for name in ("figure2_tsne.png", "figure3.png", "report.md", "metrics.json", "details.json"):
         assert (tmp_path / "results" / name).stat().st_size > 0
-    assert set(metrics["targets_met"]) == {"target_1", "target_2"}
+    # Without lambda_IG = 1 the third target is left out; the two others are claims in metrics.json.
+    metrics = json.loads((tmp_path / "results" / "metrics.json").read_text())
+    assert set(metrics["claims"]) == {"1_modalities_stay_apart_without", "2_pure_and_modality_invariant"}
+    assert set(metrics) == {"ig0", "ig2p15e-2", "claims"} and set(metrics["ig0"]) == {"purity", "svm_acc"}
+    assert [c["name"][:2] for c in read_details(tmp_path / "results")["claims"]] == ["1.", "2."]
     assert "n/a" not in (tmp_path / "results" / "report.md").read_text().split("## Table 1")[1].split("##")[0]
 
 
@@ -315,6 +338,24 @@ def test_exporting_one_checkpoint_again_gives_the_same_bytes(tiny, tmp_path):
     assert result["timing"]["export_wall_seconds"] == timing["export_wall_seconds"]
 
 
+def test_encoder_input_sizes_come_from_the_stores_metadata(tiny):
+    """The tiny stores hold 8x8 images and 6 fbank bins; nothing in the model assumes MNIST's
+    28x28 or fbank80's 80 bins."""
+    from vgs.methods.leidal2017.train import build_model
+    data = LeidalData(tiny.data, tiny.model.num_frames)
+    assert (data.image_size, data.audio_bins) == ((8, 8), 6)
+    model = build_model(tiny, data)
+    assert model.audio.conv[0].in_channels == 6
+    assert model.image.fc[1].in_features == 256 * 2 * 2  # 8 -> 4 -> 2 after two stride-2 convolutions
+    mean, _ = model.eval().image(data.images(np.arange(3)))
+    assert mean.shape == (3, tiny.model.z_dim)
+    # A store of multi-channel images is refused by name, not failed on deep inside a convolution.
+    items = [(f"rgb-{k}", np.zeros((8, 8), np.float32), k, "train", "") for k in range(2)]
+    write_tiny_store("data/features/rgb.zarr", items, "mnist", "image", item_shape=(1, 8, 8))
+    with pytest.raises(StoreError, match=r"rgb.zarr holds items of shape \[1, 8, 8\]"):
+        LeidalData(dataclasses.replace(tiny.data, image_store="data/features/rgb.zarr"), 10)
+
+
 def test_pair_store_must_match_configured_stores(tiny):
     bad = dataclasses.replace(tiny.data, audio_store="data/features/img.zarr")
     with pytest.raises(StoreError, match="image store, not audio"):
@@ -336,9 +377,14 @@ def test_target_checks_read_the_numbers():
         return [{"lambda_ig": lam, "purity": p, "svm_acc": s} for lam, (p, s) in pairs.items()]
 
     paper_like = rows({0.0: (0.525, 1.0), 2.15e-2: (0.984, 0.554), 1.0: (0.679, 0.516)})
-    assert [c["met"] for c in check_targets(paper_like)] == [True, True, True]
+    claims = check_targets(paper_like)
+    assert [c.verdict for c in claims] == ["holds", "holds", "holds"]
+    # The `paper` column is the same check on the paper's Table 1, whatever our rows are.
+    assert claims[2].paper == "purity 0.679 vs best 0.984" and claims[2].rule.startswith("lambda_IG = 1:")
     # No setting is both pure and modality-invariant; lambda 0 is as pure as the best.
     flat = rows({0.0: (0.95, 0.97), 2.15e-2: (0.96, 0.80), 1.0: (0.96, 0.7)})
-    met = [c["met"] for c in check_targets(flat)]
-    assert met == [False, False, False]
-    assert "closest" in check_targets(flat)[1]["ours"]
+    claims = check_targets(flat)
+    assert [c.verdict for c in claims] == ["does not hold"] * 3
+    assert "closest" in claims[1].ours and claims[1].paper.startswith("lambda 0.0215 (purity 0.984")
+    # A target whose lambda_IG was not run is left out, and the claims are numbered as they stand.
+    assert [c.name.split(".")[0] for c in check_targets(rows({2.15e-2: (0.98, 0.5), 1.0: (0.6, 0.5)}))] == ["1", "2"]

@@ -7,7 +7,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -18,12 +17,15 @@ from vgs.features.config import ImageFeatureConfig, load_feature_config
 from vgs.methods.mortazavi2020.config import load_run_config
 from vgs.methods.mortazavi2020.evaluate import evaluate_run
 from vgs.methods.mortazavi2020.export import export_run
+from vgs.methods.mortazavi2020.model import build_pair, input_sizes
 from vgs.methods.mortazavi2020.report import build_report, check_claims
-from vgs.methods.mortazavi2020.train import MortazaviTask, load_views, make_scheduler, train_run
+from vgs.methods.mortazavi2020.train import load_views, make_scheduler, train_run
 from vgs.pairing.pairs import View
 from vgs.pairing.instance import build_instance_pairs
+from vgs.pairing.batch_loader import LoaderSettings
 from vgs.params import Params
 from vgs.report.metrics import flatten_headline
+from vgs.report.render import render
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 candidates
@@ -91,11 +93,13 @@ def test_tiny_run_end_to_end_and_resume_after_kill(tiny):
     views = load_views(cfg)
     ref = train_run(cfg, views, progress=False, run_dir=tiny / "ref")
     assert ref["steps"] == 3 * 2   # 8 train datapoints, batch 4, 3 epochs
+    # The killed run streams its batches through two reading processes: the weights must not notice.
+    streaming = LoaderSettings(in_memory=False, num_workers=2)
     with pytest.raises(KeyboardInterrupt):
-        train_run(cfg, views, progress=False, stop_after_steps=3, run_dir=tiny / "killed")   # mid epoch 2
+        train_run(cfg, progress=False, stop_after_steps=3, run_dir=tiny / "killed", loading=streaming)   # mid epoch 2
     with pytest.raises(CheckpointError, match="unfinished"):
         export_run(cfg, out_dir=tiny / "x", run_dir=tiny / "killed", views=views)
-    resumed = train_run(cfg, views, progress=False, run_dir=tiny / "killed")
+    resumed = train_run(cfg, progress=False, run_dir=tiny / "killed", loading=streaming)
     assert resumed["resumed"]
     a, b = _weights(tiny / "ref"), _weights(tiny / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -109,7 +113,8 @@ def test_tiny_run_end_to_end_and_resume_after_kill(tiny):
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     assert result["history"][-1]["phase"] == "restart"
 
-    out = build_report([cfg], out_dir=tiny / "results", eval_dir=tiny / "eval")
+    report = build_report([cfg], out_dir=tiny / "results", eval_dir=tiny / "eval")
+    render(report, tiny / "results")
     table1 = (tiny / "results" / "table1.csv").read_text().splitlines()
     assert table1[1].startswith("DG4A2048,\"paper") and table1[1].endswith(",True")
     assert sum(",True" in line for line in table1) == 5
@@ -123,7 +128,12 @@ def test_tiny_run_end_to_end_and_resume_after_kill(tiny):
     schedules = (tiny / "results" / "schedules.csv").read_text()
     assert "dg3a1024,CALR," in schedules and "dg3a1024-restart,CALR + one warm restart" in schedules
     assert (tiny / "results" / "figure2.png").stat().st_size > 0
-    assert "n/a" in (tiny / "results" / "report.md").read_text()
+    assert (tiny / "results" / "figure2.csv").read_text().startswith("run,epoch,val_i2s_R10")
+    text = (tiny / "results" / "report.md").read_text()
+    assert "n/a" in text and "![validation R@10 per epoch](figure2.png)" in text and "| all runs |" in text
+    # One run of the seven: claims 2 and 3 need runs that were not evaluated, and stay in their place.
+    assert [c.verdict for c in report.claims][1:3] == ["untested", "untested"]
+    assert metrics["claims"]["4_a_warm_restart_improves"] in (0, 1) and len(metrics["claims"]) == 4
 
 
 def test_claims_read_the_numbers():
@@ -135,7 +145,32 @@ def test_claims_read_the_numbers():
     # dg3a1024 carries the restart: its first phase (0.6) is the Table 2 value, the whole run 0.65.
     good = {"dg4a2048": ev(0.5), "dg4a1024": ev(0.4), "dg3a1024": ev(0.65, "restart", base=0.6), "dg2a2048": ev(0.45),
             "dg2a1024": ev(0.47)}
-    assert [c["holds"] for c in check_claims(good)] == [True, True, True, True]
-    assert "0.600 (CALR) -> 0.650" in check_claims(good)[3]["ours"]
+    assert [c.verdict for c in check_claims(good)] == ["holds"] * 4
+    assert "0.600 (CALR) -> 0.650" in check_claims(good)[3].ours
+    assert check_claims(good)[3].paper == "+1.5 to +10 points of R@10 (section 5.2)"
+    assert [c.rule for c in check_claims(good)] == ["at least 5x chance R@10", "G3 strictly above both",
+                                                    "loss at most 0.05", "higher test R@10 after the restart"]
     bad = {**good, "dg3a1024": ev(0.2, "base", base=0.3), "dg2a1024": ev(0.04)}
-    assert [c["holds"] for c in check_claims(bad)] == [False, False, False, False]
+    assert [c.verdict for c in check_claims(bad)] == ["does not hold"] * 4
+    assert [c.verdict for c in check_claims({"dg4a2048": ev(0.5)})] == ["holds", "untested", "untested", "untested"]
+
+
+def test_input_sizes_come_from_the_stores(tiny):
+    cfg = load_run_config(_params(), "dg3a1024")
+    views = load_views(cfg)
+    sizes = input_sizes(cfg, views)
+    # The caption store records its feature width (40 MFCC coefficients here); the image store is grey.
+    assert sizes.caption_features == views.stores["en"].dim == 40 and sizes.image_channels == 1
+    pair = build_pair(cfg.model, sizes)
+    assert pair.speech.in_features == 40
+    rgb = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, in_channels=3))
+    with pytest.raises(ParamError, match=r"mortazavi2020\.model\.in_channels = 3 .*image store .*has 1 channel"):
+        input_sizes(rgb, views)
+
+
+def test_params_yaml_keys_are_required():
+    """params.yaml gives every key but conv_channels; the reader keeps no second default."""
+    raw = _params().to_dict()
+    del raw["mortazavi2020"]["train"]["margin"]
+    with pytest.raises(ParamError, match=r"mortazavi2020\.train\.margin is missing"):
+        load_run_config(Params(raw, "", "test params"), "dg3a1024")

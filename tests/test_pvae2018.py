@@ -10,8 +10,8 @@ from torch.distributions import Normal, kl_divergence
 from vgs.features.vad import frame_log_energy, speech_mask, trim_silence
 from vgs.methods.pvae2018.config import load_run_config
 from vgs.methods.pvae2018.evaluate import load_eval_config
-from vgs.methods.pvae2018.data import DataConfig, DigitData
-from vgs.methods.pvae2018.model import AUDIO, IMAGE, NetConfig, build_model
+from vgs.methods.pvae2018.data import DigitData
+from vgs.methods.pvae2018.model import AUDIO, NetConfig, build_model
 from vgs.methods.pvae2018.objective import (Weights, audio_log_likelihood, coherence_kl, contrastive_hinge,
                                             derangement, elbo, elbo_terms, image_log_likelihood,
                                             normalised_hsic, objective, rbf_kernel)
@@ -110,8 +110,8 @@ def test_contrastive_term_only_in_full_pvae():
     model = build_model("pvae", NetConfig(audio_dim=3, image_size=8, hidden=6, latent_dim=2, image_channels=(2, 2)))
     x, lengths = pad_batch([np.random.rand(4, 3), np.random.rand(2, 3), np.random.rand(3, 3)])
     batch = {"audio": x, "audio_lengths": lengths, "image": torch.rand(3, 8, 8)}
-    _, with_c = objective(model, batch, Weights(contrastive=10.0), torch.Generator().manual_seed(0))
-    _, without = objective(model, batch, Weights(contrastive=0.0), torch.Generator().manual_seed(0))
+    _, with_c = objective(model, batch, Weights(coherence=1.0, contrastive=10.0), torch.Generator().manual_seed(0))
+    _, without = objective(model, batch, Weights(coherence=1.0, contrastive=0.0), torch.Generator().manual_seed(0))
     assert "contrastive" in with_c and "contrastive" not in without
     assert {"coh_audio", "coh_image"} <= set(without)
 
@@ -138,12 +138,12 @@ def test_independence_term_moves_only_z_i_and_needs_a_pvae():
     x, lengths = pad_batch([np.random.rand(4, 3), np.random.rand(2, 3), np.random.rand(3, 3), np.random.rand(4, 3),
                             np.random.rand(2, 3)])
     batch = {"audio": x, "audio_lengths": lengths, "image": torch.rand(5, 8, 8)}
-    base, logs0 = objective(model, batch, Weights(), torch.Generator().manual_seed(0))
+    base, logs0 = objective(model, batch, Weights(coherence=1.0), torch.Generator().manual_seed(0))
     torch.manual_seed(1)
-    with_term, logs = objective(model, batch, Weights(zi_independence=100.0), torch.Generator().manual_seed(0))
+    with_term, logs = objective(model, batch, Weights(coherence=1.0, zi_independence=100.0), torch.Generator().manual_seed(0))
     assert "nhsic_s_i" in logs and "nhsic_s_i" not in logs0
     torch.manual_seed(1)
-    plain, _ = objective(model, batch, Weights(), torch.Generator().manual_seed(0))
+    plain, _ = objective(model, batch, Weights(coherence=1.0), torch.Generator().manual_seed(0))
     assert (with_term - plain).item() == pytest.approx(100.0 * logs["nhsic_s_i"], rel=1e-4, abs=1e-4)
     # The term's gradient reaches the z_i heads but not the z_s heads (mu_s is detached).
     def head_grads(loss):
@@ -157,7 +157,7 @@ def test_independence_term_moves_only_z_i_and_needs_a_pvae():
     assert any(not torch.allclose(g_with[n], g_plain[n]) for n in g_with if ".heads.i." in n)
     jmvae = build_model("jmvae", net)
     with pytest.raises(ValueError, match="independence term"):
-        objective(jmvae, batch, Weights(zi_independence=1.0), torch.Generator().manual_seed(0))
+        objective(jmvae, batch, Weights(coherence=1.0, zi_independence=1.0), torch.Generator().manual_seed(0))
 
 
 # -- variable-length sequences ------------------------------------------------------------------------
@@ -345,15 +345,57 @@ def test_pipeline_stages_on_tiny_data(tiny, tmp_path):
                  "figure5_speech_to_image.png", "figure5_image_to_speech.png"):
         assert (res / name).stat().st_size > 0, name
     details = json.loads((res / "details.json").read_text())
-    assert set(details["targets"]) >= {"pvae_z_s_speech>=0.97", "contrastive_improves_speech_z_s"}
-    assert set(json.loads((res / "metrics.json").read_text())["pvae"]) == {
-        "purity_speech_z_s", "purity_image_z_s", "purity_speech_z_a", "purity_image_z_i"}
+    assert [c["rule"] for c in details["claims"]] == ["ours >= 0.97", "ours >= 0.97", "ours <= 0.35", "ours <= 0.35",
+                                                      "PVAE > PVAE (no contrastive)"]
+    assert all(c["verdict"] in ("holds", "does not hold") for c in details["claims"])
+    metrics = json.loads((res / "metrics.json").read_text())
+    assert set(metrics["pvae"]) == {"purity_speech_z_s", "purity_image_z_s", "purity_speech_z_a", "purity_image_z_i"}
+    assert set(metrics["claims"]) == {"1_pvae_z_s_speech", "2_pvae_z_s_image", "3_pvae_z_a_speech",
+                                      "4_pvae_z_i_image", "5_contrastive_term_improves_speech"}
+    text = (res / "report.md").read_text()
+    assert "## Targets (default profile)" in text and "| 5. Contrastive term improves speech z_s purity |" in text
     ev = json.loads((tmp_path / "data" / "eval" / "pvae2018" / "pvae.json").read_text())
     assert set(ev["purity"]["test"]["audio"]) == {"z_s", "z_a"} and set(ev["purity"]["test"]["image"]) == {"z_s", "z_i"}
     assert len(ev["inertia"]["audio"]) == 12
     from vgs.store.embeddings import read_embeddings
     emb = read_embeddings(tmp_path / "data" / "embeddings" / "pvae2018" / "jmvae-kl" / "test.h5")
     assert emb["audio"]["z_mean"].shape == (30, 9) and emb["image"]["z_mean"].shape == (30, 9)
+
+
+def test_targets_are_claims_with_the_paper_value_and_the_old_rules():
+    from vgs.methods.pvae2018.report import check_targets
+
+    def evals(zs_a, zs_i, za, zi, ablation):
+        return {"pvae": {"purity": {"test": {"audio": {"z_s": zs_a, "z_a": za}, "image": {"z_s": zs_i, "z_i": zi}}}},
+                "pvae-nocontrast": {"purity": {"test": {"audio": {"z_s": ablation}}}}}
+
+    claims = check_targets(evals(0.97, 0.99, 0.35, 0.36, 0.97))
+    assert [c.verdict for c in claims] == ["holds", "holds", "holds", "does not hold", "does not hold"]
+    assert claims[0].paper == "0.9977 (TIDIGIT-MNIST)" and claims[3].ours == "0.3600"
+    assert claims[4].ours == "0.9700 vs 0.9700"
+    # A purity that is missing fails its target, as the old `met` did.
+    missing = check_targets({})
+    assert [c.verdict for c in missing] == ["does not hold"] * 5 and missing[0].ours == "n/a"
+
+
+def test_input_sizes_come_from_the_stores_and_a_mismatch_names_both(tiny):
+    from dataclasses import replace
+
+    from vgs.errors import ParamError
+    cfg = load_run_config(tiny, "pvae")
+    assert (cfg.net.audio_dim, cfg.net.image_size) == (6, 8)       # the stores' dim and item_shape
+    data = DigitData(cfg.data)
+    checkpoint_net = replace(cfg.net, audio_dim=7)
+    with pytest.raises(ParamError, match=r"the checkpoint of run-x has net.audio_dim = 7, "
+                                         r"but pvae2018.data.audio_store data/aud.zarr holds inputs of size 6"):
+        data.require_input_sizes(checkpoint_net, "the checkpoint of run-x")
+    with pytest.raises(ParamError, match=r"net.image_size = 12, .*image_store data/img.zarr .* size 8"):
+        PVAETask(replace(cfg, net=replace(cfg.net, image_size=12)), data)
+    write_tiny_store("data/wide.zarr", [(f"wide-{i}", np.zeros((8, 12), np.float32), i, "train", "") for i in range(2)],
+                     "mnist", "image", (8, 12))
+    tiny.data["pvae2018"]["data"]["image_store"] = "data/wide.zarr"
+    with pytest.raises(ParamError, match=r"pvae2018.data.image_store data/wide.zarr holds 8x12 images"):
+        load_run_config(tiny, "pvae")
 
 
 def test_unknown_model_and_bad_settings_are_clear_errors(tiny):

@@ -8,16 +8,19 @@ import pytest
 import torch
 from torch import nn
 
+from vgs.methods.smart.config import model_config, train_config
 from vgs.methods.smart.data import Modality, SmartData, load_data
 from vgs.methods.smart.evaluate import evaluate, evaluate_style
 from vgs.methods.smart.guides import closest_to_centre, guide_table
 from vgs.methods.smart.judges import train_judges
 from vgs.methods.smart.model import ConvAutoencoder, SmartNet, count_layers
-from vgs.methods.smart.report import write_report
-from vgs.methods.smart.train import (SmartTask, build_net, build_schedule, model_config, train_config,
-                                     train_style)
+from vgs.methods.smart.report import stage as report_stage
+from vgs.methods.smart.train import SmartTask, build_net, build_schedule, train_style
 from vgs.pairing.pairs import View, build_pairs
+from vgs.paths import results_dir
 from vgs.params import Params
+from vgs.report.render import Claim, claim_key
+from vgs.report.verdicts import FAILS, HOLDS
 from vgs.store.feature_store import FeatureStoreWriter
 
 CLASSES = 4
@@ -91,8 +94,8 @@ def tiny(tmp_path, monkeypatch):
         "smart": {
             "data": {"image_store": "img.zarr", "audio_store": "aud.zarr", "image_pairs": "tiny-img",
                      "audio_pairs": "tiny-aud", "audio_frames": 8, "audio_scale_percentiles": [1.0, 99.0]},
-            "judges": {"batch_size": 8, "lr": 0.01, "mlc": {"widths": [4], "epochs": 2},
-                       "glc": {"widths": [4], "epochs": 2}},
+            "judges": {"batch_size": 8, "lr": 0.01, "mlc": {"widths": [4], "input_pool": 1, "epochs": 2},
+                       "glc": {"widths": [4], "input_pool": 1, "epochs": 2}},
             "model": {"latent_dim": 8, "transcoder_layers": 5, "transcoder_hidden": 8, "leaky_slope": 0.2,
                       "image": ae, "audio": ae},
             "train": {"batch_size": 4, "lr": 0.01, "lr_final": 0.001, "weight_reconstruction": 1.0,
@@ -200,7 +203,7 @@ class _Judge(nn.Module):
 def _modality(name, shape, labels, values, splits):
     x = torch.tensor(values, dtype=torch.float32)[:, None, None, None].expand(len(values), 1, *shape).clone()
     return Modality(name, "-", x, np.array(labels), np.array(splits, dtype=object),
-                    np.array([f"{name}{i}" for i in range(len(labels))], dtype=object), name, {})
+                    np.array([f"{name}{i}" for i in range(len(labels))], dtype=object), name, {}, shape, "-")
 
 
 def test_evaluation_chain_encodes_transcodes_decodes_then_judges():
@@ -211,7 +214,7 @@ def test_evaluation_chain_encodes_transcodes_decodes_then_judges():
     audio = _modality("audio", (6, 6), [0, 3, 5, 7, 1, 1], [0.0, 0.3, 0.5, 0.7, 0.1, 0.1], splits)
     net = SmartNet({"image": _Code((4, 4)), "audio": _Code((6, 6))}, {"image": _Shift(0.1), "audio": _Shift(0.2)})
     judges = {"mlc": _Judge(offset=2), "glc": _Judge(offset=1)}
-    out = evaluate(net, judges, SmartData(image, audio))
+    out = evaluate(net, judges, SmartData(image, audio), samples_per_digit=1)
     m = out["metrics"]
     assert m["image_to_audio_test_acc"] == pytest.approx(0.75)
     assert m["audio_to_image_test_acc"] == 1.0
@@ -222,7 +225,8 @@ def test_evaluation_chain_encodes_transcodes_decodes_then_judges():
 
 
 def test_paper_profile_has_21_convolutions_per_module():
-    ae = ConvAutoencoder((96, 96), [8, 8, 8, 8, 8], convs_per_stage=2, sampling="pool")
+    ae = ConvAutoencoder((96, 96), [8, 8, 8, 8, 8], latent_dim=512, convs_per_stage=2, sampling="pool",
+                         leaky_slope=0.2)
     assert count_layers(ae) == 21
     assert count_layers(ae, (nn.Linear,)) == 2
     z, y = ae(torch.rand(2, 1, 96, 96))
@@ -257,16 +261,34 @@ def test_stages_end_to_end_write_table_figure_and_report(tiny):
     for style in ("hybrid", "classroom"):
         train_style(tiny, style, progress=False)
         evaluate_style(tiny, style)
-    out = write_report(tiny)
+    printed = report_stage(tiny, progress=False)
+    out = results_dir("smart")
     with open(out / "table1.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6
     assert [r["acc_paper"] for r in rows] == ["99.47", "96.15", "99.59", "97.33", "99.05", "97.19"]
     assert all(r["data"] and r["acc_ours"] for r in rows)
+    # The three targets are claims: a threshold each, so holds / does not hold.
     details = json.loads((out / "details.json").read_text())
-    assert set(details["targets_met"]) == {"mlc", "glc", "conversion_both_directions_one_style"}
+    claims = details["claims"]
+    assert [c["name"] for c in claims] == ["1. MLC test accuracy >= 98%", "2. GLC test accuracy >= 90%",
+                                           "3. Both conversion directions >= 90% in one style"]
+    assert [c["verdict"] for c in claims[:2]] == [HOLDS if details["mlc_test_acc"] >= 0.98 else FAILS,
+                                                  HOLDS if details["glc_test_acc"] >= 0.90 else FAILS]
+    floors = [min(details[f"{s}_image_to_audio_test_acc"], details[f"{s}_audio_to_image_test_acc"])
+              for s in ("hybrid", "classroom")]
+    assert claims[2]["verdict"] == (HOLDS if max(floors) >= 0.90 else FAILS)
+    assert "targets_met" not in details
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"mlc_acc", "glc_acc", "hybrid", "classroom"}
+    assert set(metrics) == {"mlc_acc", "glc_acc", "hybrid", "classroom", "claims"}
     assert [metrics["mlc_acc"], metrics["glc_acc"]] == [float(r["acc_ours"]) for r in rows[:2]]
+    assert metrics["claims"] == {claim_key(i, Claim(**c)): int(c["verdict"] == HOLDS)
+                                 for i, c in enumerate(claims)}
     assert (out / "conversions.png").stat().st_size > 0
-    assert "Comparison with the paper" in (out / "report.md").read_text()
+    assert (out / "plot_accuracy.csv").read_text().startswith("conversion,acc_ours,acc_paper\n")
+    text = (out / "report.md").read_text()
+    for heading in ("Table 1", "Data", "Configuration", "Diagnostics (not in the paper)", "Time and hardware",
+                    "Comparison with the paper"):
+        assert f"\n## {heading}\n" in text
+    assert "![conversions](conversions.png)" in text
+    assert all(f"  {c['name']}: {c['verdict']}" in printed for c in claims)

@@ -46,7 +46,7 @@ import math
 import torch
 from torch import nn
 
-from vgs.nn.pooling import MeanPooling, lengths_to_mask  # noqa: F401  (lengths_to_mask re-exported for callers)
+from vgs.nn.pooling import MeanPooling
 
 
 def sinusoidal_encoding(length: int, d_model: int, device=None, dtype=torch.float32) -> torch.Tensor:

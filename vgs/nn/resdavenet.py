@@ -167,8 +167,9 @@ class ResDAVEnet(nn.Module):
     frames(x, lengths, language) -> (features (B, D, T'), lengths' (B,))
     """
 
-    def __init__(self, widths: Sequence[int] = (128, 256, 256, 512, 1024), in_bins: int = 40,
-                 embed_dim: int | None = None, pooling: str = "avg", *,
+    # in_bins and pooling have no defaults: the feature store and the method's params say them.
+    def __init__(self, widths: Sequence[int] = (128, 256, 256, 512, 1024), *, in_bins: int, pooling: str,
+                 embed_dim: int | None = None,
                  blocks_per_layer: int | Sequence[int] = 2, kernel_size: int = 9, pool_frames: str = "real",
                  pooling_options: Mapping | None = None, internal_attention: bool = False,
                  internal_attention_options: Mapping | None = None,

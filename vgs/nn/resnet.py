@@ -147,8 +147,8 @@ class ResNetEncoder(nn.Module):
     applied to the flattened positions (row-major) with an all-True mask.
     """
 
-    def __init__(self, config: ResNetConfig, in_channels: int = 3, embed_dim: int | None = None,
-                 pooling: str = "avg", pooling_options: Mapping | None = None, normalize: bool = False):
+    def __init__(self, config: ResNetConfig, in_channels: int = 3, embed_dim: int | None = None, *,
+                 pooling: str, pooling_options: Mapping | None = None, normalize: bool = False):
         super().__init__()
         self.config = config
         self.in_channels = in_channels

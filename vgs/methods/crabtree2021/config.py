@@ -25,7 +25,10 @@ ENCODERS = ("separate", "shared")
 CONDITIONINGS = tuple(c for c in LANGUAGE_CONDITIONINGS if c is not None)   # basic, input, seq, chan
 HEADS = 8                                      # the thesis's attention heads (Sec. 3.1.6.2)
 
-_DATA_KEYS = {"pairs", "image_view", "caption_views", "corpus_root", "max_frames", "train_scenes", "data_name"}
+# in_memory and num_workers say how batches are read (vgs/pairing/batch_loader.py reads them), not
+# what is learnt: they stay out of DataConfig and so out of the run's fingerprint.
+_DATA_KEYS = {"pairs", "image_view", "caption_views", "corpus_root", "max_frames", "train_scenes", "data_name",
+              "in_memory", "num_workers"}
 _MODEL_KEYS = {"speech_net", "speech_widths", "image_net", "in_channels", "embed_dim", "pooling", "dropout",
                "transformer_feedforward", "encoders", "language_conditioning", "language_dim",
                "embedding_norm"}
@@ -36,13 +39,14 @@ _RUN_KEYS = {"seed", "model", "loss", "train"}
 
 @dataclass(frozen=True)
 class DataConfig:
+    # Every field is required: params.yaml (crabtree2021.data) states each one, and is its only default.
     pairs: str                          # 4-view instance pair store (image first, then the languages)
-    image_view: str = "image"
-    caption_views: tuple[str, ...] = ("en", "hi", "ja")
-    corpus_root: str | None = None      # digitscenes output (scenes.json) for the oracle; None: no oracle
-    max_frames: int | None = None       # captions longer than this are left out (None: none)
-    train_scenes: int | None = None     # a fixed subset of the training datapoints (None: all)
-    data_name: str = ""
+    image_view: str
+    caption_views: tuple[str, ...]
+    corpus_root: str | None             # digitscenes output (scenes.json) for the oracle; None: no oracle
+    max_frames: int | None              # captions longer than this are left out (None: none)
+    train_scenes: int | None            # a fixed subset of the training datapoints (None: all)
+    data_name: str
 
     @property
     def views(self) -> list[str]:
@@ -51,33 +55,35 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    speech_net: str = "paper"           # ResDAVEnet preset (vgs/nn/resdavenet.py)
-    speech_widths: tuple[int, ...] | None = None   # stem + 4 layer widths; None: the preset's
-    image_net: str = "resnet50"         # ResNet preset (vgs/nn/resnet.py)
-    in_channels: int = 1                # grey digit scenes (Places: 3)
-    embed_dim: int = 1024
-    pooling: str = "avg"                # avg | mhsa | mhsa_nocls | avg_internal_mhsa | transformer
-    dropout: float = 0.1                # after the positional encoding (attention poolings only)
-    transformer_feedforward: int = 2048
-    encoders: str = "separate"          # separate: one ResDAVEnet per language; shared: one for all
-    language_conditioning: str | None = None   # shared only: basic | input | seq | chan
-    language_dim: int = 8
+    # Required like DataConfig: params.yaml (crabtree2021.model) holds the defaults.
+    speech_net: str                     # ResDAVEnet preset (vgs/nn/resdavenet.py)
+    speech_widths: tuple[int, ...] | None   # stem + 4 layer widths; None: the preset's
+    image_net: str                      # ResNet preset (vgs/nn/resnet.py)
+    in_channels: int                    # checked against the image store (model.input_sizes)
+    embed_dim: int
+    pooling: str                        # avg | mhsa | mhsa_nocls | avg_internal_mhsa | transformer
+    dropout: float                      # after the positional encoding (attention poolings only)
+    transformer_feedforward: int
+    encoders: str                       # separate: one ResDAVEnet per language; shared: one for all
+    language_conditioning: str | None   # shared only: basic | input | seq | chan
+    language_dim: int
     # None: the pooled outputs as they are (the thesis); a number: L2-normalised to that norm. The
     # hyperspheric loss always uses the unit sphere (Wang & Isola), whatever this says.
-    embedding_norm: float | None = None
+    embedding_norm: float | None
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    scheme: str = "full_graph"          # full_graph | image_anchor | average_anchor | contrast_others
-    batch_size: int = 128
-    epochs: int = 50
-    lr: float = 1e-3
-    warmup_fraction: float = 0.1        # linear warm-up over this fraction of all steps
-    lr_decay: float = 0.99              # then x lr_decay every lr_decay_every steps
-    lr_decay_every: int = 50
-    checkpoint_every_seconds: float = 120.0
-    num_threads: int | None = None
+    # Required like DataConfig: params.yaml (crabtree2021.train) holds the defaults.
+    scheme: str                         # full_graph | image_anchor | average_anchor | contrast_others
+    batch_size: int
+    epochs: int
+    lr: float
+    warmup_fraction: float              # linear warm-up over this fraction of all steps
+    lr_decay: float                     # then x lr_decay every lr_decay_every steps
+    lr_decay_every: int
+    checkpoint_every_seconds: float
+    num_threads: int | None
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class RunConfig:
     model: ModelConfig
     loss: PairLoss
     train: TrainConfig
-    export_batch: int = 256
+    export_batch: int
 
     def fingerprint_config(self) -> dict:
         d = asdict(self)
@@ -130,7 +136,7 @@ def run_names(params: Params) -> list[str]:
 
 
 def _optional_int(p, key: str, min: int) -> int | None:
-    return None if p.raw(key, None) is None else p.int(key, min=min)
+    return None if p.raw(key) is None else p.int(key, min=min)
 
 
 def load_run_config(params: Params, run: str) -> RunConfig:
@@ -159,32 +165,32 @@ def load_run_config(params: Params, run: str) -> RunConfig:
     if not caption_views or not all(isinstance(v, str) for v in caption_views) or not distinct:
         raise ParamError(f"{d.key('caption_views')} must be a non-empty list of distinct view names, got "
                          f"{caption_views!r} ({params.source})", hint="e.g. [en, hi, ja]")
-    image_view = d.str("image_view", "image")
+    image_view = d.str("image_view")
     if image_view in caption_views:
         raise ParamError(f"{d.key('caption_views')} lists the image view {image_view!r} ({params.source})")
-    root = d.raw("corpus_root", None)
+    root = d.raw("corpus_root")
     data = DataConfig(pairs=d.str("pairs"), image_view=image_view, caption_views=tuple(caption_views),
                       corpus_root=None if root is None else d.str("corpus_root"),
                       max_frames=_optional_int(d, "max_frames", 1), train_scenes=_optional_int(d, "train_scenes", 2),
-                      data_name=d.str("data_name", ""))
+                      data_name=d.str("data_name"))
 
     # Loss: a run's `loss` mapping replaces the shared one (their parameters differ per loss).
     loss_section = r.section("loss") if r.has("loss") else section.section("loss")
     loss = pair_loss_from_params(loss_section)
 
     # Model
-    speech_net = m.str("speech_net", "paper", choices=tuple(RESDAVENET_PRESETS))
-    widths = m.raw("speech_widths", None)
+    speech_net = m.str("speech_net", choices=tuple(RESDAVENET_PRESETS))
+    widths = m.raw("speech_widths")
     if widths is not None:
         if (not isinstance(widths, list) or len(widths) != 5
                 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
             raise ParamError(f"{m.key('speech_widths')} must be a list of 5 positive integers (stem and four "
                              f"residual layers), got {widths!r} ({params.source})", hint="e.g. [16, 32, 32, 64, 128]")
         widths = tuple(widths)
-    pooling = m.str("pooling", "avg", choices=POOLINGS)
+    pooling = m.str("pooling", choices=POOLINGS)
     embed_dim = m.int("embed_dim", min=2)
-    encoders = m.str("encoders", "separate", choices=ENCODERS)
-    conditioning = m.raw("language_conditioning", None)
+    encoders = m.str("encoders", choices=ENCODERS)
+    conditioning = m.raw("language_conditioning")
     if conditioning is not None:
         conditioning = m.str("language_conditioning", choices=CONDITIONINGS)
         if encoders == "separate":
@@ -200,48 +206,47 @@ def load_run_config(params: Params, run: str) -> RunConfig:
         if penultimate % HEADS:
             raise ParamError(f"{m.key('speech_widths')}: the internal MHSA runs at width {penultimate}, which is "
                              f"not divisible by {HEADS} heads ({params.source})")
-    norm = None if m.raw("embedding_norm", None) is None else m.float("embedding_norm", min=0.0)
+    norm = None if m.raw("embedding_norm") is None else m.float("embedding_norm", min=0.0)
     if norm is not None and norm <= 0:
         raise ParamError(f"{m.key('embedding_norm')} must be null or a number > 0, got {norm!r} ({params.source})")
     if loss.name == "hyperspheric":
         norm = 1.0   # Wang & Isola's loss lives on the unit hypersphere
     model = ModelConfig(
         speech_net=speech_net, speech_widths=widths,
-        image_net=m.str("image_net", "resnet50", choices=tuple(RESNET_PRESETS)),
-        in_channels=m.int("in_channels", 1, min=1), embed_dim=embed_dim, pooling=pooling,
-        dropout=m.float("dropout", 0.1, min=0.0, max=1.0),
-        transformer_feedforward=m.int("transformer_feedforward", 2048, min=1),
-        encoders=encoders, language_conditioning=conditioning, language_dim=m.int("language_dim", 8, min=1),
+        image_net=m.str("image_net", choices=tuple(RESNET_PRESETS)),
+        in_channels=m.int("in_channels", min=1), embed_dim=embed_dim, pooling=pooling,
+        dropout=m.float("dropout", min=0.0, max=1.0),
+        transformer_feedforward=m.int("transformer_feedforward", min=1),
+        encoders=encoders, language_conditioning=conditioning, language_dim=m.int("language_dim", min=1),
         embedding_norm=norm)
 
-    threads = t.raw("num_threads", None)
+    threads = t.raw("num_threads")
     train = TrainConfig(
-        scheme=t.str("scheme", "full_graph", choices=SCHEMES), batch_size=t.int("batch_size", min=2),
+        scheme=t.str("scheme", choices=SCHEMES), batch_size=t.int("batch_size", min=2),
         epochs=t.int("epochs", min=1), lr=t.float("lr", min=0.0),
-        warmup_fraction=t.float("warmup_fraction", 0.1, min=0.0, max=0.99),
-        lr_decay=t.float("lr_decay", 0.99, min=0.0, max=1.0), lr_decay_every=t.int("lr_decay_every", 50, min=1),
-        checkpoint_every_seconds=t.float("checkpoint_every_seconds", 120.0, min=1.0),
+        warmup_fraction=t.float("warmup_fraction", min=0.0, max=0.99),
+        lr_decay=t.float("lr_decay", min=0.0, max=1.0), lr_decay_every=t.int("lr_decay_every", min=1),
+        checkpoint_every_seconds=t.float("checkpoint_every_seconds", min=1.0),
         num_threads=None if threads is None else t.int("num_threads", min=1))
     if train.lr <= 0 or train.lr_decay <= 0:
         raise ParamError(f"{METHOD}.train: lr and lr_decay must be > 0 (run {run}, {params.source})")
     seed = r.int("seed") if r.has("seed") else params.int("seed")
     return RunConfig(run=run, seed=seed, profile=params.profile(), data=data, model=model, loss=loss, train=train,
-                     export_batch=section.int("export.batch_size", 256, min=1) if section.has("export") else 256)
+                     export_batch=section.int("export.batch_size", min=1))
 
 
 def report_settings(params: Params) -> dict:
     """`crabtree2021.report`: the seed group of the noise floor and the t-SNE's run and size."""
     section = params.profiled(METHOD)
-    rep = section.section("report") if section.has("report") else Params({}, f"{METHOD}.report", params.source)
+    rep = section.section("report")
     runs = set(section.section("runs").keys())
-    noise = rep.list("noise_runs", [])
+    noise = rep.list("noise_runs")
     for name in noise:
         if name not in runs:
             raise ParamError(f"{rep.key('noise_runs')} names {name!r}, which is not a run ({params.source})",
                              hint="known runs: " + ", ".join(sorted(runs)))
-    tsne_run = rep.str("tsne_run", "baseline")
-    return {"noise_runs": list(noise), "tsne_run": tsne_run, "tsne_scenes": rep.int("tsne_scenes", 500, min=10),
-            "tsne_position": rep.int("tsne_position", 0, min=0)}
+    return {"noise_runs": list(noise), "tsne_run": rep.str("tsne_run"), "tsne_scenes": rep.int("tsne_scenes", min=10),
+            "tsne_position": rep.int("tsne_position", min=0)}
 
 
 def model_dir(run: str) -> Path:

@@ -21,11 +21,13 @@ import time
 import numpy as np
 
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, embeddings_dir, model_dir
-from vgs.methods.crabtree2021.model import build_model
+from vgs.methods.crabtree2021.model import build_model, input_sizes
 from vgs.methods.crabtree2021.train import encode_tuples, load_views
 from vgs.params import Params
 from vgs.store.embeddings import export_timing_path, write_embeddings
+from vgs.pairing.batch_loader import LoaderSettings, RowBatchLoader
 from vgs.pairing.instance_views import InstanceViews
+from vgs.train.device import current
 from vgs.train.trainer import load_finished_checkpoint
 from vgs.utils.atomic import atomic_path, atomic_write_json
 
@@ -33,10 +35,11 @@ SPLITS = ("val", "test")
 
 
 def load_trained(cfg: RunConfig, run_dir=None):
-    """The model at the epoch chosen on validation recall, and the checkpoint."""
+    """The model at the epoch chosen on validation recall, on the current device, and the checkpoint."""
     ck = load_finished_checkpoint(run_dir or model_dir(cfg.run), cfg.fingerprint_config(), f"{METHOD}-train@{cfg.run}")
-    model = build_model(cfg.model, cfg.data.caption_views)
+    model = build_model(cfg.model, cfg.data.caption_views, input_sizes(cfg))
     model.load_state_dict(ck["task"]["best"]["state"])
+    model.to(current().device)
     model.eval()
     return model, ck
 
@@ -50,9 +53,11 @@ def caption_synthetic(views: InstanceViews, view: str) -> bool:
     return any(bool(r.extra.get("synthetic")) for r in read_manifest(source))
 
 
-def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews | None = None) -> dict:
+def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews | None = None,
+               loading: LoaderSettings = LoaderSettings()) -> dict:
     started = time.perf_counter()
-    views = views or load_views(cfg)
+    views = views or load_views(cfg, loading)
+    loader = RowBatchLoader(views, loading.num_workers)
     run_dir = run_dir or model_dir(cfg.run)
     model, ck = load_trained(cfg, run_dir)
     out_dir = out_dir or embeddings_dir(cfg.run)
@@ -61,7 +66,7 @@ def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews 
     encoded = {}
     for split in SPLITS:
         tuples = views.tuples(split)
-        encoded[split] = (tuples, encode_tuples(model, views, tuples, cfg.export_batch))
+        encoded[split] = (tuples, encode_tuples(model, views, tuples, cfg.export_batch, loader))
     attrs = {"method": METHOD, "run": cfg.run, "best_epoch": int(task["best"]["epoch"]) + 1,
              "val_avgR10": float(task["best"]["val_avgR10"]), "history": task["history"],
              "parameters": model.parameter_counts(), "data": cfg.data.data_name, "synthetic": synthetic,
@@ -91,6 +96,7 @@ def stage(params: Params, run: str, progress: bool = True) -> str:
     """DVC stage crabtree2021-export@<run>: image and per-language speech embeddings of the val and
     test datapoints -> data/embeddings/crabtree2021/<run>/."""
     from vgs.methods.crabtree2021.config import embeddings_dir, load_run_config
+    from vgs.pairing.batch_loader import loader_settings
     cfg = load_run_config(params, run)
-    s = export_run(cfg)
+    s = export_run(cfg, loading=loader_settings(params.profiled(METHOD).section("data")))
     return f"{embeddings_dir(cfg.run)}: " + ", ".join(f"{split} {n} datapoints" for split, n in s.items())

@@ -5,7 +5,7 @@ value under `runs`, so that DVC can make each run's stages depend on its own key
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vgs.errors import ParamError
@@ -23,47 +23,51 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    z_dim: int = 128
-    num_frames: int = 100
+    z_dim: int
+    num_frames: int       # fbank frames after centre crop / zero pad (the input sizes come from the stores)
 
 
+# No defaults here: params.yaml (`leidal2017`) gives every key, and the reader below requires it,
+# so each value has one home.
 @dataclass(frozen=True)
 class TrainConfig:
-    num_samples: int = 16
-    batch_pairs: int = 128
-    margin: float = 1.0
-    lambda_wd: float = 1e-6
-    lr: float = 1e-5
-    betas: tuple[float, float] = (0.95, 0.999)
-    eps: float = 1e-8
-    lr_decay: float = 0.9
-    lr_decay_every_epochs: int = 10
-    epochs: int = 100
-    pairs_per_epoch: int | None = None     # None: every anchor item once (MNIST train: 55,000)
-    val_pairs: int = 1024                  # validation pairs scored at each epoch end (0: none)
-    checkpoint_every_seconds: float = 120.0
-    num_threads: int | None = None
-    precision: str = "fp32"                # fp32 | bf16 (autocast of the encoders while training)
+    num_samples: int
+    batch_pairs: int
+    margin: float
+    lambda_wd: float
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    lr_decay: float
+    lr_decay_every_epochs: int
+    epochs: int
+    pairs_per_epoch: int | None            # None: every anchor item once (MNIST train: 55,000)
+    val_pairs: int                         # validation pairs scored at each epoch end (0: none)
+    checkpoint_every_seconds: float
+    num_threads: int | None
+    # fp32 | bf16: autocast of the encoders while training on the CPU. On a GPU the precision is
+    # params.yaml `train.precision`, the one rule of every method (vgs/train/device.py).
+    precision: str
     # Not in the paper (0 and "step" are its training): lambda_IG rises linearly from 0 over the
     # first steps, and "cosine" anneals lr to 0 over the whole run instead of the step decay.
-    lambda_ig_warmup_steps: int = 0
-    lr_schedule: str = "step"              # step | cosine
+    lambda_ig_warmup_steps: int
+    lr_schedule: str                       # step | cosine
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    split: str = "test"
-    num_samples: int = 16
-    batch_size: int = 500
+    split: str
+    num_samples: int
+    batch_size: int
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    inputs_per_modality: int | None = None  # None: the smaller modality's test count, both sides
-    kmeans_k: int = 10
-    svm_per_modality: int = 1076
-    svm_train: int = 1600
-    tsne_per_modality: int = 200
+    inputs_per_modality: int | None         # None: the smaller modality's test count, both sides
+    kmeans_k: int
+    svm_per_modality: int
+    svm_train: int
+    tsne_per_modality: int
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,8 @@ class RunConfig:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
-    export: ExportConfig = field(default_factory=ExportConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig
+    eval: EvalConfig
 
     def fingerprint_config(self) -> dict:
         """What defines the trained weights (not export/eval settings, not the run's name)."""
@@ -105,7 +109,7 @@ def load_run_config(params: Params, run: str) -> RunConfig:
     betas = t.list("betas")
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
         raise ParamError(f"{t.key('betas')} must be two numbers in [0, 1), got {betas!r} ({params.source})")
-    ppe = t.raw("pairs_per_epoch", None)
+    ppe = t.raw("pairs_per_epoch")
     return RunConfig(
         run=run,
         lambda_ig=r.float("lambda_ig", min=0.0),
@@ -121,16 +125,16 @@ def load_run_config(params: Params, run: str) -> RunConfig:
             lr_decay_every_epochs=t.int("lr_decay_every_epochs", min=1),
             epochs=t.int("epochs", min=1),
             pairs_per_epoch=None if ppe is None else t.int("pairs_per_epoch", min=1),
-            val_pairs=t.int("val_pairs", 1024, min=0),
-            checkpoint_every_seconds=t.float("checkpoint_every_seconds", 120.0, min=1.0),
-            num_threads=t.raw("num_threads", None) and t.int("num_threads", min=1),
-            precision=t.str("precision", "fp32", choices=("fp32", "bf16")),
-            lambda_ig_warmup_steps=t.int("lambda_ig_warmup_steps", 0, min=0),
-            lr_schedule=t.str("lr_schedule", "step", choices=("step", "cosine"))),
-        export=ExportConfig(split=e.str("split", "test", choices=("train", "val", "test")),
-                            num_samples=e.int("num_samples", min=1), batch_size=e.int("batch_size", 500, min=1)),
+            val_pairs=t.int("val_pairs", min=0),
+            checkpoint_every_seconds=t.float("checkpoint_every_seconds", min=1.0),
+            num_threads=t.raw("num_threads") and t.int("num_threads", min=1),
+            precision=t.str("precision", choices=("fp32", "bf16")),
+            lambda_ig_warmup_steps=t.int("lambda_ig_warmup_steps", min=0),
+            lr_schedule=t.str("lr_schedule", choices=("step", "cosine"))),
+        export=ExportConfig(split=e.str("split", choices=("train", "val", "test")),
+                            num_samples=e.int("num_samples", min=1), batch_size=e.int("batch_size", min=1)),
         eval=EvalConfig(
-            inputs_per_modality=v.raw("inputs_per_modality", None) and v.int("inputs_per_modality", min=2),
+            inputs_per_modality=v.raw("inputs_per_modality") and v.int("inputs_per_modality", min=2),
             kmeans_k=v.int("kmeans_k", min=2), svm_per_modality=v.int("svm_per_modality", min=2),
             svm_train=v.int("svm_train", min=4), tsne_per_modality=v.int("tsne_per_modality", min=0)),
     )

@@ -1,6 +1,6 @@
 """Image and audio inputs of a Leidal run, read from the feature stores through a pair store.
 
-Images come from the image store as (28, 28) arrays in [0, 1]. Audio comes from the fbank store
+Images come from the image store as (H, W) arrays in [0, 1] (MNIST: 28 x 28). Audio comes from the fbank store
 through FeatureStore.fixed: each utterance normalised to zero mean and unit variance per bin,
 centre-cropped or zero-padded at the end to `num_frames` (Section 4 of the paper). Which corpora
 are used is decided by the stores named in params (`leidal2017.data`): MNIST + FSDD by default,
@@ -28,12 +28,25 @@ class LeidalData:
         if not self.image_store.item_shape:
             raise StoreError(f"{cfg.image_store} is not an image store",
                              hint="set leidal2017.data.image_store to an image feature store (e.g. image28)")
+        if len(self.image_store.item_shape) != 2:
+            raise StoreError(f"{cfg.image_store} holds items of shape {list(self.image_store.item_shape)}, "
+                             "not grey-scale (H, W) images: the image encoder has one input channel",
+                             hint="set leidal2017.data.image_store to a grey-scale image store (e.g. image28)")
         if self.audio_store.item_shape:
             raise StoreError(f"{cfg.audio_store} is an image store, not audio features",
                              hint="set leidal2017.data.audio_store to an fbank80 store")
         self._pairs: PairStore | None = None
         self._audio_rows: dict[int, int] = {}
         self._audio_cache: np.ndarray | None = None
+
+    # -- input sizes, from the stores' metadata --------------------------------------------------
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(int(n) for n in self.image_store.item_shape)
+
+    @property
+    def audio_bins(self) -> int:
+        return self.audio_store.dim
 
     # -- pairs ---------------------------------------------------------------------------------
     @property

@@ -29,34 +29,41 @@ from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.train import build_model
 from vgs.params import Params
 from vgs.store.embeddings import export_timing_path, write_embeddings
+from vgs.train.device import current
 from vgs.train.trainer import load_finished_checkpoint
 from vgs.utils.atomic import atomic_write_json
 
 
 def load_trained(cfg: RunConfig, data: LeidalData, run_dir=None):
-    """The finished model of a run and its checkpoint; CheckpointError if missing or unfinished."""
+    """The finished model of a run, on the current compute device, and its checkpoint (loaded onto
+    the CPU); CheckpointError if missing or unfinished."""
     ck = load_finished_checkpoint(run_dir or model_dir(cfg.run), cfg.fingerprint_config(), f"{METHOD}-train@{cfg.run}")
     model = build_model(cfg, data)
     model.load_state_dict(ck["task"]["model"])
+    model.to(current().device)
     model.eval()
     return model, ck
 
 
 @torch.no_grad()
 def encode(model, data: LeidalData, modality: str, indices: np.ndarray, num_samples: int,
-           rng: np.random.Generator, batch_size: int = 500, progress: bool = True) -> dict:
+           rng: np.random.Generator, batch_size: int, progress: bool = True) -> dict:
     """Posterior mean, log-variance and `num_samples` draws for the given store indices.
 
     The draws and the reparameterisation run in NumPy on one thread: torch's CPU normal sampler
     and its threaded broadcast arithmetic have CPU-specific and thread-split code paths, and
-    exports of one checkpoint once differed by 2e-4 in one thread's half of a batch.
+    exports of one checkpoint once differed by 2e-4 in one thread's half of a batch. The encoders
+    run on the current compute device; the draws stay in NumPy on every device.
     """
+    compute = current()
     encoder = model.image if modality == "image" else model.audio
     fetch = data.images if modality == "image" else data.audio
     means, logvars, samples = [], [], []
     for start in tqdm(range(0, len(indices), batch_size), desc=f"encode {modality}", disable=not progress,
                       leave=False):
-        mean, logvar = (t.float().numpy() for t in encoder(fetch(indices[start:start + batch_size])))
+        with compute.autocast():
+            posterior = encoder(compute.to(fetch(indices[start:start + batch_size])))
+        mean, logvar = (t.float().cpu().numpy() for t in posterior)
         eps = rng.standard_normal((mean.shape[0], num_samples, mean.shape[1]), dtype=np.float32)
         means.append(mean)
         logvars.append(logvar)

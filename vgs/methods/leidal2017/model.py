@@ -1,7 +1,7 @@
 """Leidal et al. 2017: Gaussian-posterior image and audio encoders and the training objective.
 
-Both encoders map an input to the mean and log-variance of a diagonal Gaussian over z=128
-embeddings (Eq. 2); embeddings are drawn from it by reparameterisation (Eq. 3). The objective is
+Both encoders map an input to the mean and log-variance of a diagonal Gaussian over z-dimensional
+embeddings (z=128 in the paper; Eq. 2); embeddings are drawn from it by reparameterisation (Eq. 3). The objective is
 L = L_sim (Eq. 1) + lambda_IG * L_IG (Eq. 4) + lambda_WD * L_WD (Eq. 5).
 """
 from __future__ import annotations
@@ -15,9 +15,10 @@ from vgs.nn.gaussian import GaussianHead, frobenius_norm_sum, kl_to_standard_nor
 
 class ImageEncoder(nn.Module):
     """Section 5: 3x3 conv 64 / 3x3 conv stride 2, 128 / 3x3 conv stride 2, 256 (all `same`
-    padding) / FC 512, ReLU after each, then a linear 256-unit output split into mean and log-variance."""
+    padding) / FC 512, ReLU after each, then a linear 256-unit output split into mean and log-variance.
+    Grey-scale input: `image_size` (H, W) is the image store's item shape (MNIST: 28 x 28)."""
 
-    def __init__(self, z_dim: int = 128, image_size: tuple[int, int] = (28, 28)):
+    def __init__(self, *, z_dim: int, image_size: tuple[int, int]):
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(),
@@ -39,14 +40,15 @@ class ImageEncoder(nn.Module):
 
 
 class AudioEncoder(nn.Module):
-    """Hsu et al. 2017's speech-VAE encoder on (T=100, F=80) fbank input.
+    """Hsu et al. 2017's speech-VAE encoder on (T, F) fbank input (the paper: T=100 frames, F=80 bins;
+    F is the audio store's feature dimension).
 
     conv 64 filters 1xF (valid: spans all bins) / conv 128 3x1 stride (2,1) / conv 256 3x1
     stride (2,1) (`same` padding in time) / FC 512, each followed by batch norm and ReLU, then
     linear heads for the mean and log-variance.
     """
 
-    def __init__(self, z_dim: int = 128, num_frames: int = 100, num_bins: int = 80):
+    def __init__(self, *, z_dim: int, num_frames: int, num_bins: int):
         super().__init__()
         # The 1xF kernel spans every bin, so the net is a 1-D convolution over time with F input
         # channels; Conv1d computes exactly the same thing faster than Conv2d on (1, T, F).
@@ -67,15 +69,14 @@ class AudioEncoder(nn.Module):
 
 
 class LeidalModel(nn.Module):
-    def __init__(self, z_dim: int = 128, image_size: tuple[int, int] = (28, 28), num_frames: int = 100,
-                 num_bins: int = 80):
+    def __init__(self, *, z_dim: int, image_size: tuple[int, int], num_frames: int, num_bins: int):
         super().__init__()
-        self.image = ImageEncoder(z_dim, image_size)
-        self.audio = AudioEncoder(z_dim, num_frames, num_bins)
+        self.image = ImageEncoder(z_dim=z_dim, image_size=image_size)
+        self.audio = AudioEncoder(z_dim=z_dim, num_frames=num_frames, num_bins=num_bins)
 
 
 def similarity_loss(image_samples: torch.Tensor, audio_samples: torch.Tensor, negatives: torch.Tensor,
-                    margin: float = 1.0) -> torch.Tensor:
+                    margin: float) -> torch.Tensor:
     """Eq. 1 over M sampled pairs, averaged over the pairs (see README: mean, not sum).
 
     image_samples, audio_samples: (M, z); row i of each is the i-th positive pair.
@@ -101,7 +102,7 @@ def draw_negatives(num_pairs: int, generator: torch.Generator | None = None) -> 
 
 
 def leidal_loss(model: LeidalModel, images: torch.Tensor, audio: torch.Tensor, lambda_ig: float,
-                lambda_wd: float, num_samples: int = 16, margin: float = 1.0,
+                lambda_wd: float, *, num_samples: int, margin: float,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """The total loss of Eq. 5 for one batch of B image-audio pairs (B * num_samples sampled pairs).
 
@@ -113,7 +114,9 @@ def leidal_loss(model: LeidalModel, images: torch.Tensor, audio: torch.Tensor, l
     z_dim = image_mean.shape[-1]
     image_samples = reparameterize(image_mean, image_logvar, num_samples).reshape(-1, z_dim)
     audio_samples = reparameterize(audio_mean, audio_logvar, num_samples).reshape(-1, z_dim)
-    negatives = draw_negatives(len(image_samples), generator)
+    # Drawn from the CPU generator on every device (the CPU stream stays as it was); the index
+    # then follows the samples to their device.
+    negatives = draw_negatives(len(image_samples), generator).to(image_samples.device)
     sim = similarity_loss(image_samples, audio_samples, negatives, margin)
     ig = information_gain_loss(image_mean, image_logvar, audio_mean, audio_logvar)
     wd = frobenius_norm_sum(model)

@@ -21,13 +21,14 @@ from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.model import (LeidalModel, draw_negatives, information_gain_loss, leidal_loss,
                                           similarity_loss)
 from vgs.params import Params
+from vgs.train.device import Compute, current
 from vgs.train.trainer import Trainer
 from vgs.utils.seed import seed_everything
 
 
 def build_model(cfg: RunConfig, data: LeidalData) -> LeidalModel:
-    return LeidalModel(z_dim=cfg.model.z_dim, image_size=data.image_store.item_shape,
-                       num_frames=cfg.model.num_frames, num_bins=data.audio_store.dim)
+    return LeidalModel(z_dim=cfg.model.z_dim, image_size=data.image_size, num_frames=cfg.model.num_frames,
+                       num_bins=data.audio_bins)
 
 
 def make_adam(parameters, lr: float, betas, eps: float) -> torch.optim.Adam:
@@ -52,6 +53,8 @@ class LeidalTask:
         self.model = build_model(cfg, data)
         t = cfg.train
         self.optimizer = make_adam(self.model.parameters(), t.lr, t.betas, t.eps)
+        self.compute = current()
+        self.scaler = self.compute.grad_scaler()
         self.cpu_seconds = 0.0
         self.steps = 0
         self._image_idx = self._audio_idx = None
@@ -61,12 +64,17 @@ class LeidalTask:
 
     # -- TrainTask protocol ---------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "cpu_seconds": self.cpu_seconds, "steps": self.steps}
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "cpu_seconds": self.cpu_seconds, "steps": self.steps}
+        if self.scaler.is_enabled():  # fp16 only: fp32 and bf16 checkpoints keep their layout
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler.is_enabled() and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
         self.steps = int(state.get("steps", 0))
 
@@ -102,20 +110,29 @@ class LeidalTask:
         started = time.process_time()
         t = self.cfg.train
         rows = slice(index * t.batch_pairs, (index + 1) * t.batch_pairs)
-        images = self.data.images(self._image_idx[rows])
-        audio = self.data.audio(self._audio_idx[rows])
+        images = self.compute.to(self.data.images(self._image_idx[rows]))
+        audio = self.compute.to(self.data.audio(self._audio_idx[rows]))
         if t.lr_schedule == "cosine":
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(epoch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+        with self.autocast():
             terms = leidal_loss(self.model, images, audio, self.lambda_ig(), t.lambda_wd,
                                 num_samples=t.num_samples, margin=t.margin)
         self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        self.optimizer.step()
+        self.scaler.scale(terms["loss"]).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.steps += 1
         self.cpu_seconds += time.process_time() - started
         return {k: float(v.detach()) for k, v in terms.items()}
+
+    def autocast(self):
+        """The training precision: on the CPU the run's own `precision` (bf16 autocast pays off on
+        CPUs with AMX, README "Time", while the shared rule keeps the CPU in fp32); on a GPU the
+        shared `train.precision` of params.yaml."""
+        if self.compute.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
+        return self.compute.autocast()
 
     @torch.no_grad()
     def end_epoch(self, epoch: int) -> dict[str, float]:
@@ -123,34 +140,38 @@ class LeidalTask:
         n = self.cfg.train.val_pairs
         if n:
             started = time.process_time()
-            logs.update(validation_terms(self.model, self.data, self.cfg, n, seed=[self.cfg.seed, 2, epoch]))
+            logs.update(validation_terms(self.model, self.data, self.cfg, n, seed=[self.cfg.seed, 2, epoch],
+                                         compute=self.compute))
             self.cpu_seconds += time.process_time() - started
             self.model.train()
         return logs
 
 
 @torch.no_grad()
-def validation_terms(model: LeidalModel, data: LeidalData, cfg: RunConfig, num_pairs: int, seed) -> dict:
-    """L_sim and L_IG on the first `num_pairs` validation pairs, in eval mode, with a private RNG
-    (so validation does not move the training random streams)."""
+def validation_terms(model: LeidalModel, data: LeidalData, cfg: RunConfig, num_pairs: int, seed,
+                     compute: Compute) -> dict:
+    """L_sim and L_IG on the first `num_pairs` validation pairs, in eval mode, with a private CPU
+    RNG (so validation does not move the training random streams, and draws the same noise on
+    every device)."""
     model.eval()
     image_idx, audio_idx = data.pair_indices("val", 0)
     image_idx, audio_idx = image_idx[:num_pairs], audio_idx[:num_pairs]
     gen = torch.Generator().manual_seed(int(np.random.default_rng(seed).integers(2**62)))
-    im_mean, im_logvar = model.image(data.images(image_idx))
-    au_mean, au_logvar = model.audio(data.audio(audio_idx))
+    with compute.autocast():
+        im_mean, im_logvar = (t.float() for t in model.image(compute.to(data.images(image_idx))))
+        au_mean, au_logvar = (t.float() for t in model.audio(compute.to(data.audio(audio_idx))))
     s = cfg.train.num_samples
     z = im_mean.shape[-1]
-    eps_i = torch.randn((s, *im_mean.shape), generator=gen)
-    eps_a = torch.randn((s, *au_mean.shape), generator=gen)
+    eps_i = compute.to(torch.randn((s, *im_mean.shape), generator=gen))
+    eps_a = compute.to(torch.randn((s, *au_mean.shape), generator=gen))
     im = (im_mean + (0.5 * im_logvar).exp() * eps_i).reshape(-1, z)
     au = (au_mean + (0.5 * au_logvar).exp() * eps_a).reshape(-1, z)
-    sim = similarity_loss(im, au, draw_negatives(len(im), gen), cfg.train.margin)
+    sim = similarity_loss(im, au, compute.to(draw_negatives(len(im), gen)), cfg.train.margin)
     ig = information_gain_loss(im_mean, im_logvar, au_mean, au_logvar)
     # Cross-modal retrieval of the paired item's class among the val pairs, from posterior means:
     # a label-free-training sanity check that the shared space carries digit identity.
     labels = data.image_store.labels[image_idx]
-    nearest = (im_mean @ au_mean.T).argmax(1).numpy()
+    nearest = (im_mean @ au_mean.T).argmax(1).cpu().numpy()
     class_match = float((data.audio_store.labels[audio_idx][nearest] == labels).mean())
     return {"val_sim": float(sim), "val_ig": float(ig), "val_class_match": class_match}
 

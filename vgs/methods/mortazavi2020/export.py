@@ -18,23 +18,26 @@ from __future__ import annotations
 import numpy as np
 
 from vgs.methods.mortazavi2020.config import METHOD, RunConfig, embeddings_dir, model_dir
-from vgs.methods.mortazavi2020.model import build_pair
+from vgs.methods.mortazavi2020.model import build_pair, input_sizes
 from vgs.methods.mortazavi2020.train import encode_tuples, load_views
 from vgs.params import Params
 from vgs.store.embeddings import write_embeddings
+from vgs.pairing.batch_loader import LoaderSettings, RowBatchLoader
 from vgs.pairing.instance_views import InstanceViews
+from vgs.train.device import current
 from vgs.train.trainer import load_finished_checkpoint
 from vgs.utils.atomic import atomic_path
 
 SPLITS = ("val", "test")
 
 
-def load_trained(cfg: RunConfig, run_dir=None, which: str = "best"):
+def load_trained(cfg: RunConfig, views: InstanceViews, run_dir=None, which: str = "best"):
     """The pair of encoders at the epoch chosen on validation recall ("best"; "best_base": within the
-    first phase only), and the checkpoint."""
+    first phase only), on the current device, and the checkpoint."""
     ck = load_finished_checkpoint(run_dir or model_dir(cfg.run), cfg.fingerprint_config(), f"{METHOD}-train@{cfg.run}")
-    pair = build_pair(cfg.model)
+    pair = build_pair(cfg.model, input_sizes(cfg, views))
     pair.load_state_dict(ck["task"][which]["state"])
+    pair.to(current().device)
     pair.eval()
     return pair, ck
 
@@ -58,8 +61,10 @@ def validation_history(run_dir) -> list[dict]:
     return [{"epoch": e + 1, **{k: last[e][k] for k in keys if k in last[e]}} for e in sorted(last)]
 
 
-def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews | None = None) -> dict:
-    views = views or load_views(cfg)
+def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews | None = None,
+               loading: LoaderSettings = LoaderSettings()) -> dict:
+    views = views or load_views(cfg, loading)
+    loader = RowBatchLoader(views, loading.num_workers)
     run_dir = run_dir or model_dir(cfg.run)
     out_dir = out_dir or embeddings_dir(cfg.run)
     choices = {"": "best"} if cfg.train.restart is None else {"": "best", "_base": "best_base"}
@@ -67,14 +72,15 @@ def export_run(cfg: RunConfig, out_dir=None, run_dir=None, views: InstanceViews 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         for suffix, which in choices.items():
-            pair, ck = load_trained(cfg, run_dir, which)
+            pair, ck = load_trained(cfg, views, run_dir, which)
             summary.update({f"{split}{suffix}": n for split, n in
-                            _write_splits(cfg, views, pair, ck, ck["task"][which], run_dir, tmp, suffix).items()})
+                            _write_splits(cfg, views, loader, pair, ck, ck["task"][which], run_dir, tmp,
+                                          suffix).items()})
     return summary
 
 
-def _write_splits(cfg: RunConfig, views: InstanceViews, pair, ck: dict, best: dict, run_dir, out_dir,
-                  suffix: str) -> dict:
+def _write_splits(cfg: RunConfig, views: InstanceViews, loader: RowBatchLoader, pair, ck: dict, best: dict,
+                  run_dir, out_dir, suffix: str) -> dict:
     image_view, caption_view = cfg.data.image_view, cfg.data.caption_view
     synthetic = caption_synthetic(views, caption_view)
     attrs = {"method": METHOD, "run": cfg.run, "best_epoch": int(best["epoch"]) + 1, "best_phase": best["phase"],
@@ -86,7 +92,7 @@ def _write_splits(cfg: RunConfig, views: InstanceViews, pair, ck: dict, best: di
     summary = {}
     for split in SPLITS:
         tuples = views.tuples(split)
-        image_emb, caption_emb = encode_tuples(pair, views, caption_view, tuples, cfg.export_batch)
+        image_emb, caption_emb = encode_tuples(pair, views, caption_view, tuples, cfg.export_batch, loader)
         ids = views.datapoint_ids(tuples[:, 0])
         labels = np.full(len(ids), -1, dtype=np.int64)
         attrs["dropped_long_captions"][split] = views.dropped_long.get(split, 0)
@@ -105,6 +111,7 @@ def stage(params: Params, run: str, progress: bool = True) -> str:
     """DVC stage mortazavi2020-export@<run>: image and speech embeddings of the val and test pairs ->
     data/embeddings/mortazavi2020/<run>/."""
     from vgs.methods.mortazavi2020.config import embeddings_dir, load_run_config
+    from vgs.pairing.batch_loader import loader_settings
     cfg = load_run_config(params, run)
-    s = export_run(cfg)
+    s = export_run(cfg, loading=loader_settings(params.profiled(METHOD).section("data")))
     return f"{embeddings_dir(cfg.run)}: " + ", ".join(f"{split} {n} pairs" for split, n in s.items())

@@ -7,31 +7,17 @@ The statistics are computed here once and stored in the model's buffers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vgs.errors import VgsError
+from vgs.errors import ParamError, VgsError
 from vgs.features.vad import trim_silence
+from vgs.methods.pvae2018.config import DataConfig, input_sizes
 from vgs.nn.recurrent import pad_batch
 from vgs.pairing.pairs import PairStore
 from vgs.store.feature_store import FeatureStore
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    audio_store: str = "data/features/fsdd/fbank80.zarr"
-    image_store: str = "data/features/mnist/image28.zarr"
-    pairs: str = "data/pairs/fsdd-mnist.zarr"
-    vad_threshold_db: float = 40.0
-    vad_context_frames: int = 2
-    vad_min_frames: int = 10
-    # Pixels minus their training mean are divided by this before the unit-variance Gaussian
-    # likelihood, so it is the likelihood's standard deviation in pixel units (pixels in [0, 1]).
-    # None: the training pixels' std (~0.31 for MNIST), i.e. standardised pixels.
-    image_likelihood_std: float | None = None
 
 
 class DigitData:
@@ -41,12 +27,7 @@ class DigitData:
         self.cfg = cfg
         self.audio_store = FeatureStore(cfg.audio_store).load()
         self.image_store = FeatureStore(cfg.image_store)
-        if self.audio_store.modality != "audio" or self.audio_store.dim < 1:
-            raise VgsError(f"{cfg.audio_store} is not an audio feature store",
-                           hint="point pvae2018.data.audio_store at an fbank store such as data/features/fsdd/fbank80.zarr")
-        if self.image_store.item_shape is None:
-            raise VgsError(f"{cfg.image_store} is not an image store",
-                           hint="point pvae2018.data.image_store at an image store such as data/features/mnist/image28.zarr")
+        self.sizes = input_sizes(cfg, self.audio_store, self.image_store)
         self.pairs = PairStore(cfg.pairs)
         names = self.pairs.view_names
         if names[:2] != ["audio", "image"]:
@@ -70,6 +51,15 @@ class DigitData:
                                     else cfg.image_likelihood_std),
         }
         self.frames_kept = float(sum(len(a) for a in self.audio) / self.audio_store.lengths.sum())
+
+    def require_input_sizes(self, net, source: str) -> None:
+        """ParamError unless `net` (a NetConfig, from `source`) reads inputs of the sizes these
+        stores hold: a model meets the stores it was not trained on."""
+        for size, store_key in (("audio_dim", "audio_store"), ("image_size", "image_store")):
+            if getattr(net, size) != self.sizes[size]:
+                raise ParamError(f"{source} has net.{size} = {getattr(net, size)}, but pvae2018.data.{store_key} "
+                                 f"{getattr(self.cfg, store_key)} holds inputs of size {self.sizes[size]}",
+                                 hint="point pvae2018.data at the stores the model was trained on, or train it again")
 
     # -- batches --------------------------------------------------------------------------------
     def audio_batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,5 +100,5 @@ class DigitData:
 
 def stats_from_model(model) -> dict:
     """The normalisation a trained model used (its buffers), to normalise new inputs the same way."""
-    return {"audio_mean": model.audio_mean.numpy(), "audio_std": model.audio_std.numpy(),
+    return {"audio_mean": model.audio_mean.cpu().numpy(), "audio_std": model.audio_std.cpu().numpy(),
             "image_mean": np.float32(model.image_mean.item()), "image_std": np.float32(model.image_std.item())}

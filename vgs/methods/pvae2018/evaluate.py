@@ -113,7 +113,7 @@ def _points(xy: np.ndarray, labels: np.ndarray) -> dict:
 def stage(params: Params, run: str, progress: bool = True) -> str:
     """DVC stage pvae2018-evaluate@<model>: k-means purity of every latent ->
     data/eval/pvae2018/<model>.json."""
-    from vgs.methods.pvae2018 import embeddings_dir, eval_path
+    from vgs.methods.pvae2018.config import embeddings_dir, eval_path
     from vgs.utils.atomic import atomic_write_json
     result = evaluate_model(embeddings_dir(run), load_eval_config(params), seed=params.int("seed"))
     result["model"] = run

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vgs.methods.pvae2018.data import DigitData
-from vgs.methods.pvae2018.inference import encode
+from vgs.methods.pvae2018.inference import ENCODE_BATCH_SIZE, encode
 from vgs.methods.pvae2018.model import AUDIO, MultimodalVAE
 from vgs.params import Params
 from vgs.store.embeddings import write_embeddings
@@ -26,7 +26,7 @@ def latent_key(name: str) -> str:
 
 
 def export_split(model: MultimodalVAE, data: DigitData, split: str, path: str | Path, attrs: dict,
-                 batch_size: int = 256) -> dict[str, int]:
+                 batch_size: int = ENCODE_BATCH_SIZE) -> dict[str, int]:
     views, view_attrs, counts = {}, {}, {}
     for m in model.spec.modalities:
         idx = data.split(m, split)
@@ -52,8 +52,7 @@ def stage(params: Params, run: str, progress: bool = True) -> str:
 
     import torch
 
-    from vgs.methods.pvae2018 import PAPER_ID, embeddings_dir, model_dir
-    from vgs.methods.pvae2018.config import load_data_config
+    from vgs.methods.pvae2018.config import PAPER_ID, embeddings_dir, load_data_config, model_dir
     from vgs.methods.pvae2018.data import DigitData, stats_from_model
     from vgs.methods.pvae2018.inference import load_trained
     from vgs.utils.atomic import atomic_path
@@ -61,6 +60,7 @@ def stage(params: Params, run: str, progress: bool = True) -> str:
     start = time.process_time()
     model, ck = load_trained(model_dir(run))
     data = DigitData(load_data_config(params))
+    data.require_input_sizes(model.cfg, f"the checkpoint of {model_dir(run)}")
     data.stats = stats_from_model(model)  # normalise exactly as in training
     attrs = {"method": PAPER_ID, "run": run, "config": ck["config"], "fingerprint": ck["fingerprint"]}
     lines = []

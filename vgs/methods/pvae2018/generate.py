@@ -24,6 +24,7 @@ from vgs.methods.pvae2018.data import DigitData  # noqa: E402
 from vgs.methods.pvae2018.figures import FIGURES  # noqa: E402
 from vgs.methods.pvae2018.model import AUDIO, IMAGE, MultimodalVAE  # noqa: E402
 from vgs.params import Params  # noqa: E402
+from vgs.train.device import current  # noqa: E402
 from vgs.utils.atomic import atomic_path  # noqa: E402
 
 STYLE = {AUDIO: "a", IMAGE: "i"}
@@ -49,8 +50,10 @@ def pick_examples(data: DigitData, seed: int, num_styles: int = 6) -> dict:
 
 @torch.no_grad()
 def _posterior_means(model: MultimodalVAE, data: DigitData, modality: str, indices) -> dict[str, torch.Tensor]:
-    batch = data.batch(indices if modality == AUDIO else None, indices if modality == IMAGE else None)
-    return {name: mean for name, (mean, _) in model.infer_unimodal(modality, batch).items()}
+    compute = current()
+    batch = compute.to(data.batch(indices if modality == AUDIO else None, indices if modality == IMAGE else None))
+    with compute.autocast():
+        return {name: mean for name, (mean, _) in model.infer_unimodal(modality, batch).items()}
 
 
 @torch.no_grad()
@@ -58,18 +61,21 @@ def generate_grid(model: MultimodalVAE, data: DigitData, source: str, target: st
                   ) -> list[list[np.ndarray]]:
     """cells[r][c]: `target` output from z_s of semantic_idx[c] (a `source` item) and the style of
     style_idx[r] (a `target` item); denormalised (fbank (T, D) or image (H, W))."""
+    compute = current()
     model.eval()
     zs = _posterior_means(model, data, source, semantic_idx)["s"]
     style = _posterior_means(model, data, target, style_idx)[STYLE[target]]
     cells = []
     for r in range(len(style_idx)):
         latents = {"s": zs, STYLE[target]: style[r].expand(len(semantic_idx), -1)}
-        if target == AUDIO:
-            n = len(data.audio[int(style_idx[r])])
-            out = model.decode(AUDIO, latents, torch.full((len(semantic_idx),), n, dtype=torch.int64))
-            cells.append([data.denormalise_audio(o) for o in out])
-        else:
-            cells.append([data.denormalise_image(o) for o in model.decode(IMAGE, latents)])
+        with compute.autocast():
+            if target == AUDIO:
+                n = len(data.audio[int(style_idx[r])])
+                out = model.decode(AUDIO, latents, compute.to(torch.full((len(semantic_idx),), n, dtype=torch.int64)))
+            else:
+                out = model.decode(IMAGE, latents)
+        denormalise = data.denormalise_audio if target == AUDIO else data.denormalise_image
+        cells.append([denormalise(o) for o in out.float().cpu()])
     return cells
 
 
@@ -151,8 +157,7 @@ def stage(params: Params, progress: bool = True) -> str:
     import torch
 
     from vgs.errors import VgsError
-    from vgs.methods.pvae2018 import RESULTS, model_dir
-    from vgs.methods.pvae2018.config import load_data_config
+    from vgs.methods.pvae2018.config import RESULTS, load_data_config, model_dir
     from vgs.methods.pvae2018.data import DigitData, stats_from_model
     from vgs.methods.pvae2018.inference import load_trained
     from vgs.utils.atomic import atomic_write_json
@@ -161,6 +166,7 @@ def stage(params: Params, progress: bool = True) -> str:
         raise VgsError(f"generation figures need a PVAE model (z_s plus style latents); "
                        f"{GENERATING_MODEL} is {model.spec.kind}")
     data = DigitData(load_data_config(params))
+    data.require_input_sizes(model.cfg, f"the checkpoint of {model_dir(GENERATING_MODEL)}")
     data.stats = stats_from_model(model)
     torch.manual_seed(params.int("seed"))
     used = generation_figures(model, data, RESULTS, seed=params.int("seed"))

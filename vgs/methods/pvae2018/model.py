@@ -18,27 +18,14 @@ Multimodal and unimodal pre-encoders are separate modules (no shared parameters)
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from vgs.methods.pvae2018.config import AUDIO, IMAGE, KINDS, MODALITIES, NetConfig
 from vgs.nn.gaussian import GaussianHead
 from vgs.nn.recurrent import LSTMEncoder, LSTMFrameDecoder
-
-AUDIO, IMAGE = "audio", "image"
-MODALITIES = (AUDIO, IMAGE)
-KINDS = ("pvae", "jmvae", "vae")
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    audio_dim: int = 80
-    image_size: int = 28
-    hidden: int = 512                 # LSTM cells and FC units of pre-encoders and decoders
-    image_channels: tuple = (8, 16)   # encoder conv channels; the decoder mirrors them (16 -> 8 -> 1)
-    latent_dim: int = 32              # each of z_s, z_a, z_i
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -54,7 +41,7 @@ class ModelSpec:
         return asdict(self)
 
 
-def model_spec(kind: str, latent_dim: int = 32, modality: str | None = None) -> ModelSpec:
+def model_spec(kind: str, latent_dim: int, modality: str | None = None) -> ModelSpec:
     if kind == "pvae":
         return ModelSpec("pvae", MODALITIES, {"s": latent_dim, "a": latent_dim, "i": latent_dim},
                          {AUDIO: ("s", "a"), IMAGE: ("s", "i")}, {AUDIO: ("s", "a"), IMAGE: ("s", "i")}, True)
@@ -150,7 +137,7 @@ class MultimodalVAE(nn.Module):
     generation map raw features in and decoded means out with the statistics training used.
     """
 
-    def __init__(self, spec: ModelSpec, cfg: NetConfig = NetConfig()):
+    def __init__(self, spec: ModelSpec, cfg: NetConfig):
         super().__init__()
         self.spec = spec
         self.cfg = cfg

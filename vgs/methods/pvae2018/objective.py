@@ -23,22 +23,13 @@ z_i; this term asks z_i to carry nothing that z_s predicts, without labels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from vgs.nn.gaussian import gaussian_log_likelihood, kl_diagonal, kl_to_standard_normal, reparameterize
 from vgs.nn.recurrent import length_mask
+from vgs.methods.pvae2018.config import Weights
 from vgs.methods.pvae2018.model import AUDIO, IMAGE, MultimodalVAE
-
-
-@dataclass(frozen=True)
-class Weights:
-    coherence: float = 1.0           # alpha
-    contrastive: float = 0.0         # beta; 0 = PVAE (no contrastive)
-    kernel_gamma: float = 1.0        # RBF kernel k(u, v) = exp(-gamma ||u - v||^2)
-    margin: float = 0.5              # hinge margin delta
-    zi_independence: float = 0.0     # not in the paper: weight of nHSIC(z_s, z_i); 0 = Eq. 9 as published
+from vgs.train.device import current
 
 
 def audio_log_likelihood(x: torch.Tensor, mean: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -96,7 +87,7 @@ def normalised_hsic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     def gram(v):
         d2 = torch.cdist(v, v).pow(2)
-        return torch.exp(-d2 / d2.detach().median().clamp_min(1e-8)) * (1 - torch.eye(n, dtype=v.dtype))
+        return torch.exp(-d2 / d2.detach().median().clamp_min(1e-8)) * (1 - torch.eye(n, dtype=v.dtype, device=v.device))
 
     def hsic(k, l):
         return ((k * l).sum() + k.sum() * l.sum() / ((n - 1) * (n - 2))
@@ -157,7 +148,8 @@ def objective(model: MultimodalVAE, batch: dict, weights: Weights,
             raise ValueError(f"the contrastive term needs a shared latent z_s; a {spec.kind} model has none")
         generator = generator or torch.Generator().manual_seed(0)
         n = batch["image"].shape[0]
-        negatives = {m: derangement(n, generator) for m in spec.modalities}
+        # Drawn on the CPU generator, so every device pairs the same negatives.
+        negatives = {m: current().to(derangement(n, generator)) for m in spec.modalities}
         mu = {m: unimodal[m]["s"][0] for m in spec.modalities}
         hinge = contrastive_hinge(mu, negatives, weights.kernel_gamma, weights.margin)
         per_sample = per_sample + weights.contrastive * hinge

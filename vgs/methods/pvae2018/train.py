@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,33 +17,30 @@ import torch
 
 from vgs.eval.clustering import kmeans_purity
 from vgs.eval.tsne import balanced_sample
-from vgs.methods.pvae2018.config import RunConfig
+from vgs.methods.pvae2018.config import RunConfig, load_run_config, model_dir
 from vgs.methods.pvae2018.data import DigitData
 from vgs.methods.pvae2018.inference import encode
 from vgs.methods.pvae2018.model import AUDIO, IMAGE, MultimodalVAE, build_model
 from vgs.methods.pvae2018.objective import objective
 from vgs.params import Params
-from vgs.train.trainer import Trainer, load_checkpoint
+from vgs.train.device import current
+from vgs.train.trainer import Trainer
 from vgs.utils.atomic import atomic_write_json
 
 SUMMARY = "summary.json"
 
 
-def with_store_dims(cfg: RunConfig, data: DigitData) -> RunConfig:
-    """The stores, not params, fix the input sizes (fbank bins, image side)."""
-    return replace(cfg, net=replace(cfg.net, audio_dim=data.audio_store.dim,
-                                    image_size=int(data.image_store.item_shape[0])))
-
-
 class PVAETask:
     def __init__(self, cfg: RunConfig, data: DigitData):
-        cfg = with_store_dims(cfg, data)
+        data.require_input_sizes(cfg.net, f"the {cfg.model.name} run configuration")
         self.cfg = cfg
         self.data = data
         torch.manual_seed(cfg.seed)  # initial weights depend on the seed only
         self.model = build_model(cfg.model.kind, cfg.net, cfg.model.modality)
         self.model.set_normalisation(data.stats)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.compute = current()
+        self.scaler = self.compute.grad_scaler()
         self.cpu_seconds = 0.0
         self.order: np.ndarray | None = None
         self.tuples: np.ndarray | None = None
@@ -59,11 +55,16 @@ class PVAETask:
 
     # -- TrainTask protocol ---------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "cpu_seconds": self.cpu_seconds}
+        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "cpu_seconds": self.cpu_seconds}
+        if self.scaler.is_enabled():  # fp16 only: fp32 and bf16 checkpoints keep their layout
+            state["grad_scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
+        if self.scaler.is_enabled() and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
 
     def start_epoch(self, epoch: int) -> None:
@@ -92,16 +93,20 @@ class PVAETask:
         b = self.cfg.train.batch_size
         rows = self.tuples[self.order[index * b:(index + 1) * b]]
         modalities = self.model.spec.modalities
-        batch = self.data.batch(rows[:, 0] if AUDIO in modalities else None,
-                                rows[:, 1] if IMAGE in modalities else None)
+        batch = self.compute.to(self.data.batch(rows[:, 0] if AUDIO in modalities else None,
+                                                rows[:, 1] if IMAGE in modalities else None))
+        # A CPU generator on every device: the contrastive negatives do not depend on the device.
         gen = torch.Generator().manual_seed(int(np.random.default_rng([self.cfg.seed, epoch, index]).integers(2**62)))
         self.model.train()
-        loss, logs = objective(self.model, batch, self.cfg.model.weights, gen)
+        with self.compute.autocast():
+            loss, logs = objective(self.model, batch, self.cfg.model.weights, gen)
         self.opt.zero_grad()
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if self.cfg.train.grad_clip:
+            self.scaler.unscale_(self.opt)  # clip the true gradients, not the fp16-scaled ones
             logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip))
-        self.opt.step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.cpu_seconds += time.process_time() - t0
         return logs
 
@@ -128,7 +133,6 @@ def train_run(cfg: RunConfig, run_dir: str | Path, data: DigitData | None = None
     """Train (resuming an interrupted run of the same provenance) and write run_dir/summary.json."""
     run_dir = Path(run_dir)
     data = data or DigitData(cfg.data)
-    cfg = with_store_dims(cfg, data)
     task = PVAETask(cfg, data)
     trainer = Trainer(run_dir, max_epochs=cfg.train.epochs, seed=cfg.seed, config=cfg.fingerprint_dict(), provenance=provenance,
                       checkpoint_every_seconds=cfg.train.checkpoint_every_seconds, progress=progress,
@@ -156,8 +160,6 @@ def train_run(cfg: RunConfig, run_dir: str | Path, data: DigitData | None = None
 def stage(params: Params, run: str, progress: bool = True) -> str:
     """DVC stage pvae2018-train@<model>: train one model of Table 1 from scratch, or resume it after
     a kill (vgs/train/provenance.py says when). Threads: OMP_NUM_THREADS, as torch reads it."""
-    from vgs.methods.pvae2018 import model_dir
-    from vgs.methods.pvae2018.config import load_run_config
     from vgs.train.provenance import stage_provenance
     cfg = load_run_config(params, run)
     s = train_run(cfg, model_dir(run), progress=progress, provenance=stage_provenance(f"pvae2018-train@{run}"))

@@ -7,3 +7,4 @@ evaluate.py). Choices the paper leaves open: README.md in this folder.
 """
 PAPER_ID = "smart"
 STYLES = ("hybrid", "classroom")
+MODALITIES = ("image", "audio")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgs.errors import StoreError, VgsError
+from vgs.errors import ParamError, StoreError, VgsError
 from vgs.pairing.pairs import PairStore
 from vgs.params import Params
 from vgs.paths import pairs_path
@@ -25,7 +25,10 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Modality:
-    """One modality's items: x (N, 1, H, W) float32 in [0, 1], labels, splits, store indices."""
+    """One modality's items: x (N, 1, H, W) float32 in [0, 1], labels, splits, store indices.
+
+    input_hw (H, W) comes from the store's metadata (an image store's item_shape; an audio store's
+    feature dimension, the mel bands, by `smart.data.audio_frames`), and `size_origin` says so."""
     name: str
     store_path: str
     x: torch.Tensor
@@ -34,13 +37,20 @@ class Modality:
     ids: np.ndarray
     corpus: str
     description: dict
+    input_hw: tuple[int, int]
+    size_origin: str
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.splits == split)
 
-    @property
-    def input_hw(self) -> tuple[int, int]:
-        return tuple(self.x.shape[-2:])
+    def require_input_hw(self, model_hw, model_source: str) -> None:
+        """ParamError unless a model built for `model_hw` inputs (read from `model_source`) fits these items."""
+        model_hw = tuple(int(v) for v in model_hw)
+        if model_hw != self.input_hw:
+            raise ParamError(f"{model_source} was built for {self.name} inputs of {model_hw[0]}x{model_hw[1]}, "
+                             f"but {self.size_origin} give {self.input_hw[0]}x{self.input_hw[1]}",
+                             hint="retrain it on these stores and params, or point smart.data back at the "
+                                  "stores and sizes it was trained on")
 
 
 def load_images(store_path: str | Path) -> Modality:
@@ -49,9 +59,14 @@ def load_images(store_path: str | Path) -> Modality:
         raise StoreError(f"{store_path} is not an image store (modality {store.modality!r})",
                          hint="smart.data.image_store must name an image feature store, e.g. "
                               "data/features/mnist/image32.zarr")
+    if len(store.item_shape) != 2:
+        raise StoreError(f"{store_path}: item_shape {list(store.item_shape)} is not (height, width)",
+                         hint="SMART's image autoencoder reads one grey channel per item")
     x = torch.from_numpy(np.ascontiguousarray(store.images()))[:, None]
+    h, w = (int(v) for v in store.item_shape)
     return Modality("image", str(store_path), x, store.labels.copy(), store.splits.copy(), store.ids.copy(),
-                    store.corpus, {"shape": list(store.item_shape)})
+                    store.corpus, {"shape": list(store.item_shape)}, (h, w),
+                    f"smart.data.image_store {store_path} (item_shape {h}x{w})")
 
 
 def audio_scale(store: FeatureStore, percentiles: tuple[float, float]) -> tuple[float, float]:
@@ -66,7 +81,7 @@ def audio_scale(store: FeatureStore, percentiles: tuple[float, float]) -> tuple[
     return float(lo), float(hi)
 
 
-def load_audio(store_path: str | Path, num_frames: int, percentiles=(1.0, 99.9)) -> Modality:
+def load_audio(store_path: str | Path, num_frames: int, percentiles: tuple[float, float]) -> Modality:
     store = FeatureStore(store_path)
     if store.modality != "audio":
         raise StoreError(f"{store_path} is not an audio store (modality {store.modality!r})",
@@ -85,7 +100,10 @@ def load_audio(store_path: str | Path, num_frames: int, percentiles=(1.0, 99.9))
                    "sample_rate": store.config.get("sample_rate"), "feature_config": store.config.get("name"),
                    "speakers": int(len(set(store.speakers))), "store": str(store_path)}
     return Modality("audio", str(store_path), torch.from_numpy(np.ascontiguousarray(x))[:, None],
-                    store.labels.copy(), store.splits.copy(), store.ids.copy(), store.corpus, description)
+                    store.labels.copy(), store.splits.copy(), store.ids.copy(), store.corpus, description,
+                    (store.dim, num_frames),
+                    f"smart.data.audio_store {store_path} ({store.dim} mel bands) and "
+                    f"smart.data.audio_frames = {num_frames}")
 
 
 @dataclass

@@ -17,28 +17,17 @@ import torch
 
 from vgs.errors import ParamError, StoreError
 from vgs.methods.smart import STYLES
+from vgs.methods.smart.config import (JUDGES, METRICS_FILE, MODEL_FILE, SAMPLES_FILE, SUMMARY_FILE, eval_dir,
+                                      evaluate_samples_per_digit, judges_dir, run_dir, save_samples)
 from vgs.methods.smart.data import SmartData, load_data
-from vgs.methods.smart.io import METRICS_FILE, SAMPLES_FILE, eval_dir, save_samples
-from vgs.methods.smart.judges import JUDGES, judges_dir, load_judge
+from vgs.methods.smart.export import convert, load_trained, reconstruct
+from vgs.methods.smart.judges import load_judge
 from vgs.methods.smart.model import LabelClassifier, SmartNet, other
-from vgs.methods.smart.train import MODEL_FILE, SUMMARY_FILE, load_trained, run_dir
 from vgs.params import Params
+from vgs.train.device import current
 from vgs.utils.atomic import atomic_write_json
 
 DIRECTIONS = {"image_to_audio": "image", "audio_to_image": "audio"}
-
-
-@torch.no_grad()
-def convert(net: SmartNet, x: torch.Tensor, source: str, batch: int = 500) -> torch.Tensor:
-    net.eval()
-    return torch.cat([net.convert(x[i:i + batch], source) for i in range(0, len(x), batch)])
-
-
-@torch.no_grad()
-def reconstruct(net: SmartNet, x: torch.Tensor, modality: str, batch: int = 500) -> torch.Tensor:
-    net.eval()
-    ae = net.autoencoders[modality]
-    return torch.cat([ae(x[i:i + batch])[1] for i in range(0, len(x), batch)])
 
 
 def judge_for(target: str, judges: dict[str, LabelClassifier]) -> LabelClassifier:
@@ -71,16 +60,19 @@ def guide_drift(net: SmartNet, judges: dict[str, LabelClassifier], data: SmartDa
         concepts = sorted(g["items"])
         judge = judge_for(target, judges)
         net.eval()
-        stale = net.autoencoders[target].decode(torch.stack([torch.as_tensor(g["latents"][k]) for k in concepts]))
+        compute = current()
+        stored = compute.to(torch.stack([torch.as_tensor(g["latents"][k]) for k in concepts]))
         items = torch.tensor([g["items"][k] for k in concepts])
-        fresh = net.autoencoders[target](data[target].x[items])[1]
+        with compute.autocast():
+            stale = net.autoencoders[target].decode(stored)
+            fresh = net.autoencoders[target](compute.to(data[target].x[items]))[1]
         truth = np.asarray(concepts)
         out[f"{direction}_last_guides_stale_acc"] = float((judge.predict(stale).numpy() == truth).mean())
         out[f"{direction}_last_guides_fresh_acc"] = float((judge.predict(fresh).numpy() == truth).mean())
     return out
 
 
-def evaluate(net: SmartNet, judges: dict[str, LabelClassifier], data: SmartData, samples_per_digit: int = 1,
+def evaluate(net: SmartNet, judges: dict[str, LabelClassifier], data: SmartData, samples_per_digit: int,
              guides: dict | None = None) -> dict:
     t0, w0 = time.process_time(), time.monotonic()
     metrics: dict = guide_drift(net, judges, data, guides) if guides else {}
@@ -120,10 +112,9 @@ def evaluate_style(params: Params, style: str, model_path: str | Path | None = N
     judges_directory = Path(judges_directory) if judges_directory else judges_dir()
     out_dir = Path(out_dir) if out_dir else eval_dir(style)
     data = load_data(params)
-    net, ck = load_trained(model_path)
-    judges = {name: load_judge(name, judges_directory) for name in JUDGES}
-    result = evaluate(net, judges, data, params.int("smart.evaluate.samples_per_digit", 1, min=1),
-                      guides=ck.get("guides"))
+    net, ck = load_trained(model_path, data)
+    judges = {name: load_judge(name, judges_directory, data) for name in JUDGES}
+    result = evaluate(net, judges, data, evaluate_samples_per_digit(params), guides=ck.get("guides"))
     summary_path = model_path.parent / SUMMARY_FILE
     training = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     facts_path = judges_directory / "judges.json"

@@ -16,34 +16,18 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from vgs.methods.smart.config import JUDGE_FILE, JUDGES, NUM_CLASSES, judge_config, judges_dir
 from vgs.methods.smart.data import Modality, SmartData, load_data
 from vgs.methods.smart.model import LabelClassifier
 from vgs.params import Params
+from vgs.train.device import current
 from vgs.train.trainer import Trainer, load_checkpoint, save_checkpoint
 from vgs.utils.atomic import atomic_write_json
 from vgs.utils.seed import seed_everything
 
-JUDGES = {"mlc": "image", "glc": "audio"}
-JUDGE_FILE = "judge.pt"
-
-
-def judges_dir() -> Path:
-    return Path("data/models/smart/judges")
-
-
-def judge_config(params: Params, name: str) -> dict:
-    j = params.profiled("smart.judges")
-    c = j.section(name)
-    widths = c.list("widths")
-    return {"name": name, "modality": JUDGES[name], "widths": widths,
-            "input_pool": c.int("input_pool", 1, min=1), "hidden": c.int("hidden", 128, min=1),
-            "dropout": c.float("dropout", 0.3, min=0, max=1),
-            "epochs": c.int("epochs", min=1), "batch_size": j.int("batch_size", min=1), "lr": j.float("lr", min=0),
-            "seed": params.int("seed")}
-
 
 def build_judge(cfg: dict) -> LabelClassifier:
-    return LabelClassifier(tuple(cfg["input_hw"]), cfg["widths"], 10, cfg["input_pool"], cfg["hidden"],
+    return LabelClassifier(tuple(cfg["input_hw"]), cfg["widths"], NUM_CLASSES, cfg["input_pool"], cfg["hidden"],
                            cfg["dropout"])
 
 
@@ -51,7 +35,9 @@ class JudgeTask:
     def __init__(self, model: LabelClassifier, mod: Modality, cfg: dict):
         self.model = model
         self.cfg = cfg
+        self.compute = current()
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+        self.scaler = self.compute.grad_scaler()
         self.train_idx = mod.indices("train")
         self.val_idx = mod.indices("val")
         self.x, self.y = mod.x, torch.from_numpy(mod.labels)
@@ -61,11 +47,13 @@ class JudgeTask:
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "best": self.best,
-                "cpu_seconds": self.cpu_seconds}
+                "scaler": self.scaler.state_dict(), "cpu_seconds": self.cpu_seconds}
 
     def load_state_dict(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
+        if s.get("scaler"):     # empty for a disabled (fp32, bf16) scaler
+            self.scaler.load_state_dict(s["scaler"])
         self.best = s["best"]
         self.cpu_seconds = s["cpu_seconds"]
 
@@ -81,10 +69,13 @@ class JudgeTask:
         b = self.cfg["batch_size"]
         idx = torch.from_numpy(self.order[index * b:(index + 1) * b])
         self.model.train()
-        loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+        x, y = self.compute.to((self.x[idx], self.y[idx]))
+        with self.compute.autocast():
+            loss = F.cross_entropy(self.model(x), y)
         self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         self.cpu_seconds += time.process_time() - t0
         return {"loss": loss.item()}
 
@@ -92,7 +83,10 @@ class JudgeTask:
         t0 = time.process_time()
         acc = accuracy(self.model, self.x[torch.from_numpy(self.val_idx)], self.y[self.val_idx].numpy())
         if acc > self.best["val_acc"]:
-            self.best = {"val_acc": acc, "epoch": epoch, "state": copy.deepcopy(self.model.state_dict())}
+            state = copy.deepcopy(self.model.state_dict())
+            for key, value in state.items():     # the kept weights live on the CPU, like checkpoints
+                state[key] = value.cpu()
+            self.best = {"val_acc": acc, "epoch": epoch, "state": state}
         self.cpu_seconds += time.process_time() - t0
         return {"val_acc": acc, "cpu_seconds": round(self.cpu_seconds, 2)}
 
@@ -129,10 +123,16 @@ def train_judge(params: Params, name: str, data: SmartData, out_dir: str | Path 
     return summary
 
 
-def load_judge(name: str, directory: str | Path | None = None) -> LabelClassifier:
-    ck = load_checkpoint(Path(directory or judges_dir()) / name / JUDGE_FILE)
+def load_judge(name: str, directory: str | Path | None = None, data: SmartData | None = None) -> LabelClassifier:
+    """Judge `name` on the current device, in eval mode. With `data`: a ParamError unless it was
+    trained on inputs of the size of `data`'s store."""
+    path = Path(directory or judges_dir()) / name / JUDGE_FILE
+    ck = load_checkpoint(path)
+    if data is not None:
+        data[JUDGES[name]].require_input_hw(ck["config"]["input_hw"], f"{path} ({name.upper()})")
     model = build_judge(ck["config"])
     model.load_state_dict(ck["state"])
+    model.to(current().device)
     model.eval()
     return model
 

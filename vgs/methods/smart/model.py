@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-SAMPLING = ("pool", "stride")
+from vgs.methods.smart.config import SAMPLINGS
+from vgs.train.device import current
 
 
 def _conv_block(c_in: int, c_out: int, slope: float, stride: int = 1) -> list[nn.Module]:
@@ -41,11 +42,11 @@ class ConvAutoencoder(nn.Module):
     mode) goes through a sigmoid. Conv layers: 2*S*n + 1 (pool), 2*S + 2*S*(n-1) (stride).
     """
 
-    def __init__(self, input_hw: tuple[int, int], widths: list[int], latent_dim: int = 512,
-                 convs_per_stage: int = 1, sampling: str = "stride", leaky_slope: float = 0.2):
+    def __init__(self, input_hw: tuple[int, int], widths: list[int], latent_dim: int, convs_per_stage: int,
+                 sampling: str, leaky_slope: float):
         super().__init__()
-        if sampling not in SAMPLING:
-            raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         if convs_per_stage < 1 or not widths:
             raise ValueError("need at least one stage and one convolution per stage")
         h, w = input_hw
@@ -107,8 +108,7 @@ class Transcoder(nn.Module):
     """`num_layers` fully connected layers from one latent space to the other (Leaky ReLU between,
     linear output so it can reach any point of the target latent space)."""
 
-    def __init__(self, latent_dim: int = 512, hidden_dim: int = 512, num_layers: int = 5,
-                 leaky_slope: float = 0.2):
+    def __init__(self, latent_dim: int, hidden_dim: int, num_layers: int, leaky_slope: float):
         super().__init__()
         if num_layers < 1:
             raise ValueError("a transcoder needs at least one layer")
@@ -122,9 +122,6 @@ class Transcoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
-
-
-MODALITIES = ("image", "audio")
 
 
 def other(modality: str) -> str:
@@ -167,8 +164,8 @@ class LabelClassifier(nn.Module):
     `input_pool` average-pools the input first, which costs little on 96x96 log-mels whose
     neighbouring frames overlap by 90% and cuts the cost by four."""
 
-    def __init__(self, input_hw: tuple[int, int], widths: list[int], num_classes: int = 10, input_pool: int = 1,
-                 hidden: int = 128, dropout: float = 0.3):
+    def __init__(self, input_hw: tuple[int, int], widths: list[int], num_classes: int, input_pool: int,
+                 hidden: int, dropout: float):
         super().__init__()
         h, w = input_hw
         layers: list[nn.Module] = []
@@ -191,8 +188,12 @@ class LabelClassifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Predicted classes of `x` (on the CPU, wherever `x` and the model are)."""
+        compute = current()
         was_training = self.training
         self.eval()
-        out = torch.cat([self(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        with compute.autocast():
+            out = torch.cat([self(compute.to(x[i:i + batch_size])).argmax(1).cpu()
+                             for i in range(0, len(x), batch_size)])
         self.train(was_training)
         return out

@@ -28,15 +28,16 @@ import torch
 from torch.nn import functional as F
 
 from vgs.errors import ParamError
-from vgs.methods.smart import PAPER_ID, STYLES
+from vgs.methods.smart import MODALITIES
+from vgs.methods.smart.config import MODEL_FILE, SUMMARY_FILE, run_config, run_dir
 from vgs.methods.smart.data import CooccurrenceStream, SmartData, load_data
 from vgs.methods.smart.guides import guide_table
-from vgs.methods.smart.model import MODALITIES, ConvAutoencoder, SmartNet, Transcoder, other
+from vgs.methods.smart.model import ConvAutoencoder, SmartNet, Transcoder, other
 from vgs.params import Params
-from vgs.train.trainer import Trainer, load_checkpoint, save_checkpoint
+from vgs.train.device import current
+from vgs.train.trainer import Trainer, save_checkpoint
 from vgs.utils.atomic import atomic_write_json
 from vgs.utils.seed import seed_everything
-
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ class Phase:
     steps: int
 
 
-def build_schedule(pretrain_steps: dict[str, int], phases: int, steps: dict[str, int],
-                   first: str = "image") -> list[Phase]:
+def build_schedule(pretrain_steps: dict[str, int], phases: int, steps: dict[str, int], first: str) -> list[Phase]:
     schedule = [Phase("pretrain", m, pretrain_steps[m]) for m in MODALITIES if pretrain_steps.get(m, 0) > 0]
     order = [first, other(first)]
     schedule += [Phase("reciprocate", order[p % 2], steps[order[p % 2]]) for p in range(phases)]
@@ -55,20 +55,6 @@ def build_schedule(pretrain_steps: dict[str, int], phases: int, steps: dict[str,
 
 
 # ----------------------------------------------------------------------------------------------
-def model_config(params: Params) -> dict:
-    m = params.profiled("smart.model")
-    cfg = {"latent_dim": m.int("latent_dim", min=1), "transcoder_layers": m.int("transcoder_layers", min=1),
-           "transcoder_hidden": m.int("transcoder_hidden", min=1), "leaky_slope": m.float("leaky_slope", min=0)}
-    for mod in MODALITIES:
-        s = m.section(mod)
-        widths = s.list("widths")
-        if not widths or not all(isinstance(w, int) and w > 0 for w in widths):
-            raise ParamError(f"{s.key('widths')} must be a list of positive integers, got {widths!r} ({m.source})")
-        cfg[mod] = {"widths": widths, "convs_per_stage": s.int("convs_per_stage", min=1),
-                    "sampling": s.str("sampling", choices=("pool", "stride"))}
-    return cfg
-
-
 def build_net(cfg: dict, input_hw: dict[str, tuple[int, int]]) -> SmartNet:
     aes, tcs = {}, {}
     for mod in MODALITIES:
@@ -77,38 +63,13 @@ def build_net(cfg: dict, input_hw: dict[str, tuple[int, int]]) -> SmartNet:
             aes[mod] = ConvAutoencoder(input_hw[mod], c["widths"], cfg["latent_dim"], c["convs_per_stage"],
                                        c["sampling"], cfg["leaky_slope"])
         except ValueError as exc:
+            h, w = input_hw[mod]
+            most = min((h & -h).bit_length(), (w & -w).bit_length()) - 1   # halvings that keep H and W whole
             raise ParamError(f"smart.model.{mod}: {exc}",
-                             hint="use as many stages as the input size allows (32x32: <= 5, 96x96: <= 5)") from None
+                             hint=f"the {mod} inputs are {h}x{w}: use at most {most} stage(s)") from None
         tcs[mod] = Transcoder(cfg["latent_dim"], cfg["transcoder_hidden"], cfg["transcoder_layers"],
                               cfg["leaky_slope"])
     return SmartNet(aes, tcs)
-
-
-def train_config(params: Params, style: str) -> dict:
-    if style not in STYLES:
-        raise ParamError(f"unknown SMART training style {style!r}", hint="use one of: " + ", ".join(STYLES))
-    t = params.profiled("smart.train")
-    s = params.profiled(f"smart.styles.{style}")
-    steps = t.section("steps_per_phase")
-    pre = s.section("pretrain_steps")
-    return {
-        "style": style,
-        "batch_size": t.int("batch_size", min=1), "lr": t.float("lr", min=0),
-        "weight_reconstruction": t.float("weight_reconstruction", min=0),
-        "weight_guide": t.float("weight_guide", min=0),
-        "lr_final": t.float("lr_final", min=0),
-        "phases": t.int("phases", min=0), "first": t.str("first", choices=MODALITIES),
-        "steps_per_phase": {m: steps.int(m, min=1) for m in MODALITIES},
-        "pretrain_steps": {m: pre.int(m, min=0) for m in MODALITIES},
-        "val_items": t.int("val_items", min=1),
-        "encode_batch": t.int("encode_batch", 512, min=1),
-    }
-
-
-def run_config(params: Params, style: str) -> dict:
-    """Everything that defines a training run (the checkpoint fingerprint)."""
-    return {"seed": params.int("seed"), "data": params.section("smart.data").to_dict(),
-            "model": model_config(params), "train": train_config(params, style)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,11 +83,14 @@ def set_learner(net: SmartNet, learner: str) -> None:
 
 
 @torch.no_grad()
-def encode(net: SmartNet, modality: str, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def encode(net: SmartNet, modality: str, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Latents of `x` (on the CPU, in fp32) from `modality`'s encoder, in eval mode."""
+    compute = current()
     ae = net.autoencoders[modality]
     was = ae.training
     ae.eval()
-    out = torch.cat([ae.encode(x[i:i + batch]) for i in range(0, len(x), batch)])
+    with compute.autocast():
+        out = torch.cat([ae.encode(compute.to(x[i:i + batch])).float().cpu() for i in range(0, len(x), batch)])
     ae.train(was)
     return out
 
@@ -138,7 +102,10 @@ class SmartTask:
         self.schedule = schedule
         self.cfg = cfg
         self.seed = seed
+        self.compute = current()
         self.opt = {m: torch.optim.Adam(net.group_parameters(m), lr=cfg["lr"]) for m in MODALITIES}
+        # One scaler for both optimisers: each step updates one group, then updates the scale.
+        self.scaler = self.compute.grad_scaler()
         self.streams = {m: CooccurrenceStream(data.pairs(m), seed, m) for m in MODALITIES}
         # Where each phase starts in its modality's stream: phases consume consecutive slices.
         self.starts, used = [], {m: 0 for m in MODALITIES}
@@ -156,12 +123,15 @@ class SmartTask:
     # -- TrainTask ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "opt": {m: o.state_dict() for m, o in self.opt.items()},
+                "scaler": self.scaler.state_dict(),
                 "cpu_seconds": self.cpu_seconds, "guides": self.guides, "sums": self._sums}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
         for m, o in self.opt.items():
             o.load_state_dict(state["opt"][m])
+        if state.get("scaler"):     # empty for a disabled (fp32, bf16) scaler
+            self.scaler.load_state_dict(state["scaler"])
         self.cpu_seconds = state["cpu_seconds"]
         self.guides = state["guides"]
         self._sums = dict(state["sums"])
@@ -209,18 +179,22 @@ class SmartTask:
         m = phase.modality
         b = self.cfg["batch_size"]
         items = self._episodes[index * b:(index + 1) * b, 0]
-        x = self.data[m].x[torch.from_numpy(items)]
-        z, y = self.net.autoencoders[m](x)
-        rec = F.mse_loss(y, x)
-        loss = self.cfg["weight_reconstruction"] * rec
+        x = self.compute.to(self.data[m].x[torch.from_numpy(items)])
+        with self.compute.autocast():
+            z, y = self.net.autoencoders[m](x)
+            rec = F.mse_loss(y, x)
+            loss = self.cfg["weight_reconstruction"] * rec
+            if self._targets is not None:
+                target = self.compute.to(self._targets[index * b:(index + 1) * b])
+                guide = F.mse_loss(self.net.transcoders[m](z), target)
+                loss = loss + self.cfg["weight_guide"] * guide
         logs = {"rec": rec.item()}
         if self._targets is not None:
-            guide = F.mse_loss(self.net.transcoders[m](z), self._targets[index * b:(index + 1) * b])
-            loss = loss + self.cfg["weight_guide"] * guide
             logs["guide"] = guide.item()
         self.opt[m].zero_grad()
-        loss.backward()
-        self.opt[m].step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt[m])
+        self.scaler.update()
         for k, v in logs.items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         self.cpu_seconds += time.process_time() - t0
@@ -242,13 +216,17 @@ class SmartTask:
         val = self.val[m]
         ae = self.net.autoencoders[m]
         ae.eval()
-        x = self.data[m].x[torch.from_numpy(val)]
-        z, y = ae(x)
-        out["val_rec"] = F.mse_loss(y, x).item()
+        x = self.compute.to(self.data[m].x[torch.from_numpy(val)])
+        with self.compute.autocast():
+            z, y = ae(x)
+            out["val_rec"] = F.mse_loss(y, x).item()
         if phase.kind == "reciprocate":
             concepts = sorted(self._guide_latents)
-            g = torch.from_numpy(np.stack([self._guide_latents[k] for k in concepts]))
-            nearest = torch.cdist(self.net.transcoders[m](z), g).argmin(1).numpy()
+            g = self.compute.to(torch.from_numpy(np.stack([self._guide_latents[k] for k in concepts])))
+            with self.compute.autocast():
+                transcoded = self.net.transcoders[m](z)
+            # Distances in fp32: a near tie must not flip with the autocast precision.
+            nearest = torch.cdist(transcoded.float(), g).argmin(1).cpu().numpy()
             out["val_guide_acc"] = float(np.mean(np.asarray(concepts)[nearest] == self.data[m].labels[val]))
         set_learner(self.net, m)
         self.cpu_seconds += time.process_time() - t0
@@ -257,14 +235,6 @@ class SmartTask:
 
 
 # ----------------------------------------------------------------------------------------------
-MODEL_FILE = "model.pt"
-SUMMARY_FILE = "train_summary.json"
-
-
-def run_dir(style: str) -> Path:
-    return Path("data/models") / PAPER_ID / style
-
-
 def train_style(params: Params, style: str, out_dir: str | Path | None = None, progress: bool = True,
                 stop_after_steps: int | None = None, data: SmartData | None = None,
                 provenance: dict | None = None) -> dict:
@@ -301,14 +271,6 @@ def _phase_history(out_dir: Path) -> list[dict]:
     # A resumed run logs some phases twice; the last record of each phase wins.
     last = {r["epoch"]: r for r in rows if r.get("end")}
     return [last[e] for e in sorted(last)]
-
-
-def load_trained(path: str | Path) -> tuple[SmartNet, dict]:
-    ck = load_checkpoint(path)
-    net = build_net(ck["config"]["model"], ck["input_hw"])
-    net.load_state_dict(ck["net"])
-    net.eval()
-    return net, ck
 
 
 def stage(params: Params, run: str, progress: bool = True) -> str:
