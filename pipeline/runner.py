@@ -39,6 +39,7 @@ from typing import Callable
 
 from pipeline.processes import LEFTOVER_GRACE_SECONDS, STOP_GRACE_SECONDS, end_dvc_tree, end_leftovers
 from vgs.errors import VgsError
+from vgs.utils.gpus import gpu_pool
 from vgs.utils.threads import thread_env
 
 BUSY_MARK = "is busy, it is being blocked by"
@@ -324,7 +325,8 @@ def reproduce_stage(root: str | Path, stage: str, log: Log, busy_wait_seconds: f
     while True:
         attempts += 1
         argv = dvc_argv("--wait-for-lock", "repro", "--single-item", *(["--force"] if force else []), stage)
-        code, tail = run_streaming(argv, root, log, env=stage_env(threads=threads))
+        with gpu_pool().claim() as gpu_env:
+            code, tail = run_streaming(argv, root, log, env={**stage_env(threads=threads), **gpu_env})
         text = "\n".join(tail)
         if code == 0:
             if UNCHANGED_MARK in text:

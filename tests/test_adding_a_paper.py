@@ -37,6 +37,7 @@ def test_the_page_walks_a_toy_paper_through_dvc_repro(tmp_path):
             (proj / label).write_text(text)
     repo_params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = {"profile": "cpu", "seed": 1234, "stage_threads": repo_params["stage_threads"],
+              "train": repo_params["train"],
               **yaml.safe_load(files["params.yaml (the toy section)"])}
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (proj / "dvc.yaml").write_text("stages:\n" + files["dvc.yaml (the toy stages)"])

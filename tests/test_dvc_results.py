@@ -200,6 +200,7 @@ def tiny_leidal_project(proj: Path) -> None:
     leidal["runs"] = {"ig0": {"lambda_ig": 0.0}, "ig1": {"lambda_ig": 1.0}}
     (proj / "params.yaml").write_text(yaml.safe_dump({"profile": params["profile"], "seed": params["seed"],
                                                       "stage_threads": params["stage_threads"],
+                                                      "train": params["train"],
                                                       "leidal2017": leidal}, sort_keys=False))
     tiny_leidal_stores(proj)
     (proj / ".gitignore").write_text("/stores/\n__pycache__/\n")
@@ -216,7 +217,8 @@ def test_metrics_diff_after_one_params_change_names_only_the_changed_headline(tm
                  ["git", "add", "-A"], ["git", "commit", "-qm", "tiny leidal2017"]):
         run(argv, proj, env=env)
     before = json.loads((proj / "results/leidal2017" / METRICS_FILE).read_text())
-    assert set(flatten_headline(before)) == {"ig0.purity", "ig0.svm_acc", "ig1.purity", "ig1.svm_acc"}
+    runs = {key for key in flatten_headline(before) if not key.startswith("claims.")}
+    assert runs == {"ig0.purity", "ig0.svm_acc", "ig1.purity", "ig1.svm_acc"}
 
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["leidal2017"]["runs"]["ig1"]["lambda_ig"] = 0.01
@@ -229,7 +231,8 @@ def test_metrics_diff_after_one_params_change_names_only_the_changed_headline(tm
     changed = set(diff.get("results/leidal2017/metrics.json", {}))
     # The re-run's timings, sample counts and SVM settings are in details.json, which changed too,
     # but DVC does not read it as a metric; the untouched run does not appear.
-    assert changed and changed <= {"ig1.purity", "ig1.svm_acc"}, diff
+    # A claim's verdict (claims.<n>_...: 1 holds, 0 not) may flip with ig1's numbers; no other key.
+    assert changed and {key for key in changed if not key.startswith("claims.")} <= {"ig1.purity", "ig1.svm_acc"}, diff
     assert set(diff) == {"results/leidal2017/metrics.json"}, diff
     details = json.loads((proj / "results/leidal2017" / DETAILS_FILE).read_text())
     assert details["runs"]["ig1"]["lambda_ig"] == 0.01

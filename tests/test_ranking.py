@@ -84,3 +84,33 @@ def test_bad_input_is_named():
         multi_caption_retrieval(np.eye(3), np.eye(3), np.array([0, 1, 1]))
     with pytest.raises(RetrievalInputError, match="zero vector"):
         multi_caption_retrieval(np.zeros((2, 3)), np.eye(3)[:2], np.array([0, 1]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_square_recall_reports_mrr_and_ndcg10_equal_to_the_brute_force_reference_with_ties(seed):
+    # One caption per image (digitscenes): RecallResult's MRR and nDCG@10 come from the true item's
+    # rank counts; the reference ranks every query in full (vgs/eval/ranking.py), ties included.
+    from vgs.eval.ranking import multi_caption_retrieval
+    from vgs.eval.retrieval import recall_at_k
+    rng = np.random.default_rng(seed)
+    # +-unit axis vectors: six directions, so many ties, and every cosine (-1, 0, 1) is exact in
+    # float32 and float64 alike, so both computations see the same ties.
+    axes = np.vstack([np.eye(3), -np.eye(3)]).astype(np.float32)
+    a, b = axes[rng.integers(0, 6, 40)], axes[rng.integers(0, 6, 40)]
+    row = recall_at_k(a, b, names=("image", "en")).as_row()
+    ref = multi_caption_retrieval(a, b, np.arange(40))
+    for ours, theirs in (("a2b", ref.image2speech), ("b2a", ref.speech2image)):
+        assert row[f"{ours}_MRR"] == pytest.approx(theirs["MRR"], abs=1e-12)
+        assert row[f"{ours}_nDCG10"] == pytest.approx(theirs["nDCG10"], abs=1e-12)
+        assert row[f"{ours}_R10"] == pytest.approx(theirs["R10"], abs=1e-12)
+    assert row["avgMRR"] == pytest.approx((row["a2b_MRR"] + row["b2a_MRR"]) / 2)
+
+
+def test_mrr_and_ndcg_of_hand_placed_ranks():
+    from vgs.eval.retrieval import ndcg_at, reciprocal_rank
+    # rank 1 alone; rank 3 alone; ranks 2..3 tied (mean of 1/2 and 1/3); rank 12 (outside top 10)
+    g, t = np.array([0, 2, 1, 11]), np.array([0, 0, 1, 0])
+    np.testing.assert_allclose(reciprocal_rank(g, t), [1, 1 / 3, (1 / 2 + 1 / 3) / 2, 1 / 12])
+    np.testing.assert_allclose(ndcg_at(g, t, 10), [1, 1 / np.log2(4), (1 / np.log2(3) + 1 / np.log2(4)) / 2, 0])
+    # ties straddling the cut-off: ranks 10 and 11 equally likely
+    np.testing.assert_allclose(ndcg_at(np.array([9]), np.array([1]), 10), [0.5 / np.log2(11)])

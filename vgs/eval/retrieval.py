@@ -25,7 +25,8 @@ every query. `zero_vector_counts` says how many there were, for the report.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -34,6 +35,7 @@ import numpy as np
 from vgs.errors import StoreError, VgsError
 
 DEFAULT_KS = (1, 5, 10)
+NDCG_K = 10              # MTEB's main retrieval score is nDCG@10
 # Queries per block. Each block holds a (chunk x N) float32 score matrix and a bool mask of the
 # same shape: 5 * chunk * N bytes (256 MB at N = 100,000). Measured sgemm throughput on the 2-core
 # dev machine, d = 1024: 128 rows 237, 256 rows 301, 512 rows 307, 1024 rows 284 GFLOP/s.
@@ -59,6 +61,10 @@ class RecallResult:
     n: int
     a2b: dict[int, float]
     b2a: dict[int, float]
+    # MRR and nDCG@10 per direction ({"MRR": .., "nDCG10": ..}), the scores that current retrieval
+    # benchmarks report (MTEB's main score is ndcg_at_10); empty for an oracle.
+    a2b_rank: dict[str, float] = field(default_factory=dict)
+    b2a_rank: dict[str, float] = field(default_factory=dict)
 
     @property
     def ks(self) -> tuple[int, ...]:
@@ -74,6 +80,9 @@ class RecallResult:
         row.update({f"a2b_R{k}": v for k, v in self.a2b.items()})
         row.update({f"b2a_R{k}": v for k, v in self.b2a.items()})
         row.update({f"avgR{k}": v for k, v in self.avg.items()})
+        for name in self.a2b_rank:
+            row[f"a2b_{name}"], row[f"b2a_{name}"] = self.a2b_rank[name], self.b2a_rank[name]
+            row[f"avg{name}"] = (self.a2b_rank[name] + self.b2a_rank[name]) / 2
         return row
 
 
@@ -340,12 +349,36 @@ def _check_chunk_size(chunk_size) -> int:
     return int(chunk_size)
 
 
-def _recall_of_prepared(a: _View, b: _View, ks: tuple[int, ...], chunk_size: int) -> RecallResult:
-    def recall(queries, candidates):
-        greater, ties = _true_match_counts(queries, candidates, chunk_size)
-        return {k: float(hit_probability(greater, ties, k).mean()) for k in ks}
+def reciprocal_rank(greater: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """E[1 / rank] of the true item, uniformly placed among its `ties` equals after `greater`
+    better ones: the mean of 1/(g+1) .. 1/(g+t+1), a difference of harmonic numbers."""
+    from scipy.special import digamma   # here: scipy.special is not needed by recall alone
 
-    return RecallResult(a=a.name, b=b.name, n=len(a.x), a2b=recall(a, b), b2a=recall(b, a))
+    g = np.asarray(greater, dtype=np.float64)
+    t = np.asarray(ties, dtype=np.float64)
+    return (digamma(g + t + 2) - digamma(g + 1)) / (t + 1)
+
+
+def ndcg_at(greater: np.ndarray, ties: np.ndarray, k: int = 10) -> np.ndarray:
+    """E[nDCG@k] with one relevant item (IDCG = 1): the mean over its possible ranks r of
+    1 / log2(r + 1) for r <= k, else 0."""
+    g = np.asarray(greater, dtype=np.int64)
+    t = np.asarray(ties, dtype=np.int64)
+    gains = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])   # gains[r] = DCG of ranks 1..r
+    top = np.minimum(g + t + 1, k)
+    return np.where(g < k, gains[np.clip(top, 0, k)] - gains[np.clip(g, 0, k)], 0.0) / (t + 1)
+
+
+def _recall_of_prepared(a: _View, b: _View, ks: tuple[int, ...], chunk_size: int) -> RecallResult:
+    def scores(queries, candidates):
+        greater, ties = _true_match_counts(queries, candidates, chunk_size)
+        recall = {k: float(hit_probability(greater, ties, k).mean()) for k in ks}
+        # fsum: exactly rounded, so the mean does not depend on the order of the queries
+        return recall, {"MRR": math.fsum(reciprocal_rank(greater, ties)) / len(greater),
+                        f"nDCG{NDCG_K}": math.fsum(ndcg_at(greater, ties, NDCG_K)) / len(greater)}
+
+    (a2b, a2b_rank), (b2a, b2a_rank) = scores(a, b), scores(b, a)
+    return RecallResult(a=a.name, b=b.name, n=len(a.x), a2b=a2b, b2a=b2a, a2b_rank=a2b_rank, b2a_rank=b2a_rank)
 
 
 def _true_match_counts(queries: _View, candidates: _View, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:

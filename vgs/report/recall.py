@@ -17,16 +17,25 @@ KS = (1, 5, 10)
 CHANCE_NOTE = "chance R@k is k/N: 1% for R@10 on 1,000 pairs"
 
 
-def recall_columns(directions: dict[str, str], ks=KS, mean: bool = True, suffix: str = "_ours") -> list[str]:
+# Beside R@k, the scores of today's retrieval benchmarks (vgs/eval/retrieval.py): MRR and nDCG@10.
+RANK_SCORES = ("MRR", "nDCG10")
+
+
+def recall_columns(directions: dict[str, str], ks=KS, mean: bool = True, suffix: str = "_ours",
+                   ranking: bool = False) -> list[str]:
     cols = [f"{name}_R{k}{suffix}" for name in directions.values() for k in ks]
     if mean:
         cols += [f"avg_R{k}{suffix}" for k in ks]
+    if ranking:
+        cols += [f"{name}_{score}{suffix}" for score in RANK_SCORES
+                 for name in [*directions.values(), *(["avg"] if mean else [])]]
     return cols
 
 
 def recall_cells(row: dict | None, directions: dict[str, str], ks=KS, mean: bool = True,
-                 suffix: str = "_ours") -> dict:
-    """{column: value} of one RecallResult row; empty cells when `row` is None (e.g. no oracle)."""
+                 suffix: str = "_ours", ranking: bool = False) -> dict:
+    """{column: value} of one RecallResult row; empty cells when `row` is None (e.g. no oracle)
+    or, for MRR and nDCG@10, when the row has none (an oracle's)."""
     cells = {}
     for key, name in directions.items():
         for k in ks:
@@ -34,6 +43,12 @@ def recall_cells(row: dict | None, directions: dict[str, str], ks=KS, mean: bool
     if mean:
         for k in ks:
             cells[f"avg_R{k}{suffix}"] = None if row is None else row[f"avgR{k}"]
+    if ranking:
+        for score in RANK_SCORES:
+            for key, name in directions.items():
+                cells[f"{name}_{score}{suffix}"] = None if row is None else row.get(f"{key}_{score}")
+            if mean:
+                cells[f"avg_{score}{suffix}"] = None if row is None else row.get(f"avg{score}")
     return cells
 
 
