@@ -292,7 +292,7 @@ def main(argv=None) -> int:
             log(f"kept {scratch}")
 
     log("")
-    log(f"| path | at once | threads per run | points | wall s | points/min | vs 1 at once |")
+    log("| path | at once | threads per run | points | wall s | points/min | vs 1 at once |")
     log("|---|---|---|---|---|---|---|")
     missed = []
     for r in results:

@@ -2,7 +2,7 @@
 its own captions (`mode: instance`), as K-view tuples at data/pairs/<name>.zarr."""
 import argparse
 
-from vgs.pairing.instance import build_instance_pairs
+from vgs.pairing.instance import build_instance_pairs, check_stores_under
 from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
 from vgs.paths import pairs_path
@@ -23,6 +23,8 @@ def main(argv=None):
     for i, v in enumerate(p.list("views")):
         vp = Params(v, f"{p.key('views')}[{i}]", params.source)
         views.append(View(vp.str("name"), vp.str("store")))
+    if section == "instance_pairing":
+        check_stores_under(views, p.str("features_dir"), p.key("features_dir"))
     ep = p.section("epochs")
     epochs = {split: ep.int(split, min=1) for split in ep.keys()}
     build = build_instance_pairs if mode == "instance" else build_pairs

@@ -11,14 +11,16 @@ from vgs.features.extract import build_store
 SPLITS = {"train": 4, "val": 2, "test": 3}
 
 
-def _image_manifest(root, size=(20, 12), splits=SPLITS):
+def _image_manifest(root, size=(20, 12), splits=SPLITS, channels=1):
+    """PNG files of random pixels, (width, height) `size`: grey, or RGB with `channels` 3."""
     records, rng = [], np.random.default_rng(0)
+    shape = size[::-1] if channels == 1 else (*size[::-1], channels)
     for split, n in splits.items():
         for k in range(n):
             dp = f"scene-{split}-{k}"
             path = root / "images" / split / f"{dp}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, size=size[::-1], dtype=np.uint8)).save(path)
+            Image.fromarray(rng.integers(0, 255, size=shape, dtype=np.uint8)).save(path)
             records.append(ManifestRecord(id=dp, source=f"images/{split}/{dp}.png", modality="image", split=split,
                                           extra={"datapoint": dp}))
     return Manifest("tiny-image", str(root), records)

@@ -5,6 +5,7 @@ feature configs, invalid parameter values, the on_error policies, a features run
 or fails half-way, and the one-line errors of the stage scripts.
 """
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -498,3 +499,32 @@ def test_killed_features_run_leaves_nothing_readable_and_a_rerun_cleans_up(proje
     assert [p.name for p in out.parent.iterdir()] == ["fb.zarr"]
     store = FeatureStore(out)
     assert len(store) == 300 and store.lengths.min() == store.lengths.max() == 1 + (24000 - 200) // 80
+
+
+def _with_true_rates(manifest: Manifest) -> Manifest:
+    """The manifest as the prepare stage writes it: each record's rate read from its file."""
+    return Manifest(manifest.corpus, manifest.root,
+                    [dataclasses.replace(r, sample_rate=read_audio(manifest.resolve(r))[1]) for r in manifest])
+
+
+def test_a_mixed_rate_corpus_says_how_many_files_were_resampled_from_which_rates(corpus, tmp_path, capsys):
+    root, files = corpus
+    manifest = _with_true_rates(manifest_of(root, ["good1", "rate16k", "good2"], files))
+    write_manifest(tmp_path / "m.jsonl", manifest)
+    cfg = load_feature_config(params_with(), "fb")
+    summary = build_store(manifest, tmp_path / "m.jsonl", cfg, tmp_path / "s.zarr", num_workers=1)
+    assert summary["resampled"] == 1
+    assert f"resampled 1 of 3 file(s) to {RATE} Hz (features.fb.sample_rate): 1 from 16000 Hz" in capsys.readouterr().out
+    assert FeatureStore(tmp_path / "s.zarr").attrs["resampled_from"] == {"16000": 1}
+
+
+def test_resample_false_refuses_a_mixed_rate_corpus_before_any_work(corpus, tmp_path):
+    root, files = corpus
+    manifest = _with_true_rates(manifest_of(root, ["good1", "rate16k"], files))
+    write_manifest(tmp_path / "m.jsonl", manifest)
+    cfg = load_feature_config(params_with({"fb": {"resample": False}}), "fb")
+    with pytest.raises(AudioError) as err:
+        build_store(manifest, tmp_path / "m.jsonl", cfg, tmp_path / "s.zarr")
+    assert "1 file(s) are not at" in err.value.message and str(files["rate16k"]) in err.value.message
+    assert "features.fb.resample: true" in err.value.hint
+    assert not (tmp_path / "s.zarr").exists()

@@ -320,6 +320,43 @@ def test_image_store_round_trip(tmp_path):
     assert FeatureStore(tmp_path / "img2.zarr").item_shape == (4, 5)
 
 
+def _raw_pixel_store(path: Path, pixels: np.ndarray) -> None:
+    """Colour images as build_store keeps them: uint8 rows of W*3 values, scaled when read."""
+    n, h, w, c = pixels.shape
+    writer = FeatureStoreWriter(path, dim=w * c, dtype="uint8")
+    for i, img in enumerate(pixels):
+        writer.add(f"img{i}", img.reshape(h, w * c), label=i, split="train")
+    writer.close(toy_attrs(modality="image", item_shape=[h, w, c], raw_pixels=True,
+                           config={"name": "rgb", "kind": "image", "scale": 1 / 255}))
+
+
+def test_raw_pixel_store_keeps_uint8_and_reads_scaled_float32(tmp_path):
+    pixels = np.random.default_rng(4).integers(0, 256, (5, 4, 6, 3), dtype=np.uint8)
+    _raw_pixel_store(tmp_path / "rgb.zarr", pixels)
+    store = FeatureStore(tmp_path / "rgb.zarr")
+    assert store.group["frames"].dtype == np.uint8 and store.item_shape == (4, 6, 3) and store.dim == 18
+    expected = pixels.astype(np.float32) * (1 / 255)
+    np.testing.assert_array_equal(store.images(), expected)
+    np.testing.assert_array_equal(store.images(np.array([4, 0])), expected[[4, 0]])
+    np.testing.assert_array_equal(store.item(2), expected[2])
+    np.testing.assert_array_equal(store.get("img1"), expected[1].reshape(4, 18))
+    assert store.images().dtype == store[0].dtype == np.float32
+    assert store.load()._frames.dtype == np.uint8  # scaled per read, not held as float32
+
+
+def test_raw_pixel_store_refuses_floats_and_survives_an_hdf5_round_trip(tmp_path):
+    writer = FeatureStoreWriter(tmp_path / "refuse.zarr", dim=6, dtype="uint8")
+    with pytest.raises(StoreError, match="float32 features do not fit a store of uint8 frames"):
+        writer.add("img0", np.zeros((2, 6), dtype=np.float32))
+    writer.abandon()
+    pixels = np.random.default_rng(5).integers(0, 256, (3, 2, 2, 3), dtype=np.uint8)
+    _raw_pixel_store(tmp_path / "rgb.zarr", pixels)
+    import_hdf5(export_hdf5(tmp_path / "rgb.zarr", tmp_path / "rgb.h5")["hdf5"], tmp_path / "back.zarr")
+    # The export holds float32 pixel values; the raw_pixels attribute still scales them.
+    back = FeatureStore(tmp_path / "back.zarr")
+    np.testing.assert_array_equal(back.images(), FeatureStore(tmp_path / "rgb.zarr").images())
+
+
 def test_import_refuses_foreign_or_damaged_hdf5(built_store, tmp_path):
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:

@@ -1,7 +1,6 @@
 """Feature extraction: agreement with kaldi-native-fbank, scaling, determinism, worker-count
 independence, the batched fast path, the WAV fast path, CMVN and image features."""
 import gzip
-import json
 import struct
 from pathlib import Path
 

@@ -85,3 +85,36 @@ def test_unreadable_image_file_is_named(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"scene-train-2\.png is unreadable"):
         _store(tmp_path, manifest, cfg)
     assert not (tmp_path / "features" / "tiny-image.zarr").exists()
+
+
+def test_a_store_outside_features_dir_is_a_param_error(tmp_path):
+    from vgs.errors import ParamError
+    from vgs.pairing.instance import check_stores_under
+    views = [View("image", "data/features/flickr8k/image/photo224.zarr"), View("en", "elsewhere/en/mfcc40.zarr")]
+    check_stores_under(views[:1], "data/features/flickr8k", "instance_pairing.f.features_dir")
+    with pytest.raises(ParamError) as err:
+        check_stores_under(views, "data/features/flickr8k", "instance_pairing.f.features_dir")
+    assert "en: elsewhere/en/mfcc40.zarr" in err.value.message and "features_dir" in err.value.message
+
+
+@pytest.mark.parametrize("n_views", [2, 3])
+def test_dvc_yaml_takes_instance_pairings_of_any_number_of_views(tmp_path, n_views):
+    # Flickr8k and SpokenCOCO have two views (image, en); digitscenes and Places four.
+    import subprocess
+    import sys
+
+    import yaml
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    names = ["image", "en", "hi"][:n_views]
+    params["instance_pairing"]["flickr8k-mfcc40"] = {
+        "mode": "instance", "features_dir": "data/features/flickr8k",
+        "views": [{"name": v, "store": f"data/features/flickr8k/{v}/mfcc40.zarr"} for v in names],
+        "epochs": {"train": 1, "val": 1, "test": 1}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run(dvc + ["init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    listed = subprocess.run(dvc + ["stage", "list", "instance-pairs@flickr8k-mfcc40"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "instance-pairs@flickr8k-mfcc40" in listed.stdout

@@ -217,7 +217,6 @@ def test_the_c_reader_lays_files_end_to_end_with_zeros_between_whatever_the_capa
 @needs_compiler
 def test_stores_are_byte_identical_with_and_without_the_c_reader(tmp_path, monkeypatch):
     """A corpus of files the C reader takes and files it leaves (resampled, downmixed, rejected)."""
-    import json
     from pathlib import Path
 
     from feature_helpers import store_files

@@ -1,8 +1,9 @@
 """Named feature configurations, validated from params.yaml `features.<name>`.
 
-Audio configs map one-to-one onto kaldi-native-fbank options. Image configs scale pixels and
-optionally resize. The hash of a config's canonical JSON is stored with every feature store, so a
-store can always be traced to the exact options that made it.
+Audio configs map one-to-one onto kaldi-native-fbank options. Image configs scale pixels,
+optionally resize, and keep one grey channel or three RGB channels. The hash of a config's
+canonical JSON is stored with every feature store, so a store can always be traced to the exact
+options that made it.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ CMVN = ("none", "mean", "meanvar")
 AUDIO_KINDS = ("fbank", "mfcc")
 IMAGE_KINDS = ("image",)
 RESIZE_METHODS = ("bilinear", "pad")
+GREY, RGB = 1, 3
+IMAGE_CHANNELS = (GREY, RGB)
 # Reserved keys that sit beside the named configs in the `features` section.
 NON_CONFIG_KEYS = ("on_error", "num_workers", "shard_frames")
 
@@ -68,6 +71,8 @@ class ImageFeatureConfig:
     size: int | None
     resize_method: str
     scale: float
+    # The one place the default lives: configs written before colour existed are grey.
+    channels: int = GREY
 
     modality = "image"
 
@@ -96,11 +101,15 @@ def load_feature_config(params: Params, name: str) -> AudioFeatureConfig | Image
     c = features.section(name)
     kind = c.str("kind", choices=AUDIO_KINDS + IMAGE_KINDS)
     if kind in IMAGE_KINDS:
+        channels = c.int("channels", ImageFeatureConfig.channels)
+        if channels not in IMAGE_CHANNELS:
+            raise ParamError(f"{c.key('channels')} must be 1 (grey) or 3 (RGB), got {channels} ({c.source})")
         return ImageFeatureConfig(
             name=name, kind=kind,
             size=c.int("size", None, min=1) if c.raw("size", None) is not None else None,
             resize_method=c.str("resize_method", "bilinear", choices=RESIZE_METHODS),
             scale=c.float("scale", 1 / 255, min=0),
+            channels=channels,
         )
     sample_rate = c.int("sample_rate", min=1000)
     frame_length_ms = c.float("frame_length_ms", 25.0, min=1.0)

@@ -8,6 +8,7 @@ the single writer, so the store is identical whatever the number of workers. Wit
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 import gc
 import json
 import multiprocessing as mp
@@ -25,8 +26,8 @@ from vgs.errors import AudioError, DataError, StoreError, VgsError
 from vgs.features.audio import (check_long_enough, compute_features_batch, conform_waveform,
                                 features_of_pcm16_files, frame_geometry, knf_options, reads_files_in_c,
                                 releases_gil)
-from vgs.features.config import AudioFeatureConfig, ImageFeatureConfig
-from vgs.features.image import image_features
+from vgs.features.config import GREY, RGB, AudioFeatureConfig, ImageFeatureConfig
+from vgs.features.image import as_rgb, image_features
 from vgs.store.feature_store import FeatureStoreWriter
 from vgs.utils.atomic import TMP_MARK, atomic_path
 
@@ -167,16 +168,17 @@ def _packed_index(r) -> int:
     return int(index)
 
 
-def _decode_image_file(path: Path, size: int | None) -> np.ndarray:
-    """A PNG or JPEG file as (H, W) uint8 grey levels; with `size`, the shorter side resized to
-    `size` (Pillow's antialiasing filter) and the centre cropped square, as retrieval papers crop."""
+def _decode_image_file(path: Path, size: int | None, channels: int = GREY) -> np.ndarray:
+    """A PNG or JPEG file as (H, W) uint8 grey levels, or with `channels` 3 as (H, W, 3) uint8 RGB
+    (as_rgb); with `size`, the shorter side resized to `size` (Pillow's antialiasing filter) and
+    the centre cropped square, as retrieval papers crop."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.exists():
         raise DataError(f"image file {path} is missing", hint="restore it, or re-run the stage that lists it")
     try:
         with Image.open(path) as im:
-            im = im.convert("L")
+            im = im.convert("L") if channels == GREY else as_rgb(im)
             if size is not None and im.size != (size, size):
                 w, h = im.size
                 scale = size / min(w, h)
@@ -184,28 +186,45 @@ def _decode_image_file(path: Path, size: int | None) -> np.ndarray:
                 left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
                 im = im.crop((left, top, left + size, top + size))
             return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise DataError(f"image file {path} is unreadable: {exc}",
                         hint="replace the file, or remove it from the corpus and re-run the stage") from None
 
 
-def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory):
-    """Packed images (`file#index`, MNIST's IDX files) and image files (PNG, JPEG; decoded with Pillow)."""
+def _expected_items(records: list, root: Path, on_error: str):
+    """What the writer can plan: every record, or with `on_error: skip` those whose file exists.
+    A file found unreadable only while decoding costs the writer a rewrite of its per-item
+    arrays at close, never a wrong store."""
+    for r in records:
+        if on_error == "raise" or "#" in r.source or (root / r.source).exists():
+            yield r.id, r.label, r.speaker, r.split, r.transcript
+
+
+def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory, on_error: str = "raise"):
+    """Packed images (`file#index`, MNIST's IDX files) and image files (PNG, JPEG; decoded with Pillow).
+
+    Grey items are stored as float32 (H, W), scaled here; RGB items as the uint8 (H, W, 3) Pillow
+    decoded, in rows of W*3 values, which the store scales when read (attrs `raw_pixels`). With
+    `on_error: skip`, missing and unreadable image files are left out and returned as rejected.
+    """
     from vgs.corpora.mnist import read_idx
 
     records = [r for r in manifest if r.modality == "image"]
+    root = Path(manifest.root)
     by_file: dict[str, list[int]] = {}
-    loose: list[int] = []
     for pos, r in enumerate(records):
         if "#" in r.source:
             by_file.setdefault(r.source.split("#", 1)[0], []).append(pos)
-        else:
-            loose.append(pos)
+    if by_file and cfg.channels != GREY:
+        raise DataError(f"{next(iter(by_file))} holds packed grey images; features.{cfg.name}.channels: "
+                        f"{cfg.channels} is for image files (PNG, JPEG)",
+                        hint="use a config with channels: 1 for this corpus")
     writer = None
+    rejected = []
     # Keep manifest order: group reads per container file, then write in record order.
     pixels: dict[int, np.ndarray] = {}
     for fname, positions in by_file.items():
-        array = read_idx(Path(manifest.root) / fname)
+        array = read_idx(root / fname)
         rows = np.asarray([_packed_index(records[p]) for p in positions])
         if rows.max(initial=-1) >= len(array):
             raise DataError(f"{fname} has {len(array)} images; the manifest asks for index {rows.max()}")
@@ -214,22 +233,31 @@ def extract_images(manifest: Manifest, cfg: ImageFeatureConfig, writer_factory):
             pixels[p] = img
     bar = tqdm(total=len(records), desc=f"features {manifest.corpus}/{cfg.name}", unit="img")
     for pos, r in enumerate(records):
+        bar.update(1)
         if pos in pixels:
             img = pixels.pop(pos)
         else:
-            img = image_features(_decode_image_file(Path(manifest.root) / r.source, cfg.size)[None], cfg)[0]
+            try:
+                decoded = _decode_image_file(root / r.source, cfg.size, cfg.channels)
+            except DataError as exc:
+                if on_error == "raise":
+                    raise
+                rejected.append({"id": r.id, "source": r.source, "reason": str(exc)})
+                continue
+            img = decoded if cfg.channels == RGB else image_features(decoded[None], cfg)[0]
+        # One row of pixels per frame: (H, W) grey, or (H, W*3) with R, G, B interleaved.
+        rows = img.reshape(len(img), -1)
         if writer is None:
-            writer = writer_factory(img.shape[1])
+            writer = writer_factory(rows.shape[1], img.dtype)
             writer.item_shape = list(img.shape)
-            writer.plan((r.id, r.label, r.speaker, r.split, r.transcript) for r in records)
+            writer.plan(_expected_items(records, root, on_error))
         elif list(img.shape) != writer.item_shape:
             raise DataError(f"image {r.id} ({r.source}) is {img.shape[0]}x{img.shape[1]}, the others "
                             f"{writer.item_shape[0]}x{writer.item_shape[1]}",
                             hint=f"set features.{cfg.name}.size so that every image is resized to one size")
-        writer.add(r.id, img, r.label, r.speaker, r.split, r.transcript)
-        bar.update(1)
+        writer.add(r.id, rows, r.label, r.speaker, r.split, r.transcript)
     bar.close()
-    return writer, []
+    return writer, rejected
 
 
 @contextlib.contextmanager
@@ -251,17 +279,33 @@ def _existing_objects_frozen():
         gc.unfreeze()
 
 
+def _other_rates(manifest: Manifest, cfg, manifest_path, on_error: str) -> dict[int, int]:
+    """{rate: files} of the manifest's audio that will be resampled, most first. With `resample:
+    false` nothing is: `on_error: raise` stops before any work with an AudioError naming the first
+    such file; `skip` leaves each one out and lists it in rejected.jsonl."""
+    counts = Counter(r.sample_rate for r in manifest if r.sample_rate and r.sample_rate != cfg.sample_rate)
+    if counts and not cfg.resample:
+        if on_error == "skip":
+            return {}
+        first = next(r for r in manifest if r.sample_rate and r.sample_rate != cfg.sample_rate)
+        raise AudioError(f"{manifest_path}: {sum(counts.values())} file(s) are not at {cfg.sample_rate} Hz, the rate of "
+                         f"features.{cfg.name} (the first: {manifest.resolve(first)}, {first.sample_rate} Hz)",
+                         hint=f"set features.{cfg.name}.resample: true, or use a config at the corpus's rate")
+    return dict(counts.most_common())
+
+
 def build_store(manifest: Manifest, manifest_path: str | Path, cfg, out_path: str | Path,
                 num_workers: int = 2, on_error: str = "raise") -> dict:
     """Write the store for (manifest, cfg) at out_path atomically; return a summary."""
     if on_error not in ON_ERROR:
         raise VgsError(f"features.on_error must be one of {ON_ERROR}, got {on_error!r}")
     out_path = Path(out_path)
+    other_rates = _other_rates(manifest, cfg, manifest_path, on_error) if cfg.modality == "audio" else {}
     with _existing_objects_frozen(), atomic_path(out_path) as tmp:
         opened = []
 
-        def factory(dim):
-            opened.append(FeatureStoreWriter(tmp, dim, compress=cfg.modality == "image"))
+        def factory(dim, dtype="float32"):
+            opened.append(FeatureStoreWriter(tmp, dim, compress=cfg.modality == "image", dtype=dtype))
             return opened[-1]
 
         try:
@@ -272,7 +316,7 @@ def build_store(manifest: Manifest, manifest_path: str | Path, cfg, out_path: st
                                                  spill_dir=out_path.parent,
                                                  spill_prefix=f".{out_path.name}{TMP_MARK}spill-")
             else:
-                writer, rejected = extract_images(manifest, cfg, factory)
+                writer, rejected = extract_images(manifest, cfg, factory, on_error)
         except BaseException:
             for w in opened:  # its background writes must end before atomic_path deletes tmp
                 w.abandon()
@@ -287,15 +331,23 @@ def build_store(manifest: Manifest, manifest_path: str | Path, cfg, out_path: st
                  "num_rejected": len(rejected)}
         if getattr(writer, "item_shape", None):
             attrs["item_shape"] = writer.item_shape
+        if cfg.modality == "image" and cfg.channels == RGB:
+            attrs["raw_pixels"] = True  # uint8 frames, scaled by config.scale when read
         if cfg.modality == "audio":
             attrs["frame_shift_ms"] = cfg.frame_shift_ms
             attrs["sample_rate"] = cfg.sample_rate
+            if other_rates:
+                attrs["resampled_from"] = {str(rate): n for rate, n in other_rates.items()}
         writer.close(attrs)
         with open(tmp / "rejected.jsonl", "w") as f:
             for row in rejected:
                 f.write(json.dumps(row) + "\n")
     summary = {"store": str(out_path), "items": len(writer.labels), "frames": int(writer.offsets[-1]),
                "rejected": len(rejected)}
+    if other_rates:
+        summary["resampled"] = sum(other_rates.values())
+        print(f"resampled {summary['resampled']} of {len(manifest)} file(s) to {cfg.sample_rate} Hz "
+              f"(features.{cfg.name}.sample_rate): " + ", ".join(f"{n} from {rate} Hz" for rate, n in other_rates.items()))
     if rejected:
         print(f"skipped {len(rejected)} item(s) (on_error: skip); see {out_path}/rejected.jsonl:")
         for row in rejected[:10]:

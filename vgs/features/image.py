@@ -1,9 +1,30 @@
-"""Image features: pixel scaling and optional resizing (SMART uses 32x32 MNIST)."""
+"""Image features: pixel scaling and optional resizing (SMART uses 32x32 MNIST), and the colour
+conversion of decoded image files."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vgs.features.config import ImageFeatureConfig
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+# Transparent pixels are shown on white, as a browser shows a PNG on a page: dropping the alpha
+# channel instead would expose whatever colour the encoder left under it (often black).
+BACKGROUND = (255, 255, 255, 255)
+
+
+def as_rgb(im: "Image") -> "Image":
+    """A decoded image of any Pillow mode as RGB: grey levels repeated, palettes looked up, CMYK
+    by Pillow's own conversion (an embedded ICC profile is not applied), and an alpha channel or a
+    transparent palette or grey entry composited on white."""
+    from PIL import Image
+
+    if im.has_transparency_data:
+        return Image.alpha_composite(Image.new("RGBA", im.size, BACKGROUND), im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
 
 
 def image_features(images: np.ndarray, cfg: ImageFeatureConfig, batch: int = 4096) -> np.ndarray:

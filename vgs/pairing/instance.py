@@ -20,7 +20,7 @@ import numpy as np
 import zarr
 
 from vgs.corpora.manifest import file_sha256, read_manifest
-from vgs.errors import StoreError, VgsError
+from vgs.errors import ParamError, StoreError, VgsError
 from vgs.pairing.pairs import SPLIT_CODES, View, epoch_rng
 from vgs.store.feature_store import FeatureStore
 from vgs.utils.atomic import atomic_path
@@ -47,6 +47,17 @@ def caption_datapoints(store: FeatureStore) -> np.ndarray:
         raise StoreError(f"feature store {store.path} has {len(missing)} item(s) its manifest {manifest_path} "
                          f"does not list, e.g. {missing[0]!r}", hint="rebuild the store: dvc repro")
     return np.asarray([datapoint_of[u] for u in store.ids], dtype=object)
+
+
+def check_stores_under(views: list[View], features_dir: str, key: str) -> None:
+    """Every view's store must lie under `features_dir`, the one directory that dvc.yaml's
+    instance-pairs stage depends on (a store outside it would change without re-running the stage)."""
+    root = Path(features_dir).resolve()
+    outside = [f"{v.name}: {v.store}" for v in views if not Path(v.store).resolve().is_relative_to(root)]
+    if outside:
+        raise ParamError(f"{key} = {features_dir}, but the store(s) of view(s) {', '.join(outside)} lie outside it",
+                         hint="set features_dir to a directory that holds every view's store "
+                              "(e.g. data/features/<corpus>)")
 
 
 def build_instance_pairs(views: list[View], out_path: str | Path, seed: int, epochs: dict[str, int]) -> dict:

@@ -6,6 +6,10 @@ One group per (corpus, feature config):
   utt_id, speaker, split, transcript   (U,) strings
   label    (U,)       int64     -1 where an item has no label
 Images are stored the same way, one row of pixels per frame, with attrs["item_shape"] = [H, W].
+Colour images ([H, W, 3]) keep their pixels as decoded, in a uint8 `frames` of rows of W*3 values
+(R, G, B interleaved), and say so with attrs["raw_pixels"] = true: readers scale them to float32 by
+attrs["config"]["scale"] on the way out, so they cost a quarter of the float32 bytes on disk and
+in memory.
 """
 from __future__ import annotations
 
@@ -63,18 +67,21 @@ class FeatureStoreWriter:
 
     `compress=False` stores frames raw: log-mel and cepstral floats shrink only ~14% under zstd,
     which cost as much CPU as the whole rest of writing. Images (mostly zero pixels) compress 10x.
+    `dtype="uint8"` is for raw pixels (see the module docstring); add() refuses a cast to another
+    kind, such as floats into uint8, which would truncate them silently.
     """
 
     def __init__(self, path: str | Path, dim: int, chunk_bytes: int = 1 << 20, chunks_per_shard: int = 32,
-                 compress: bool = True):
+                 compress: bool = True, dtype: str = "float32"):
         self.path = Path(path)
         self.dim = int(dim)
+        self.dtype = np.dtype(dtype)
         self.group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
-        self.chunk_frames = max(256, chunk_bytes // (4 * self.dim))
+        self.chunk_frames = max(256, chunk_bytes // (self.dtype.itemsize * self.dim))
         self.shard_frames = self.chunk_frames * chunks_per_shard
         self.frames = self.group.create_array(
             "frames", shape=(0, self.dim), chunks=(self.chunk_frames, self.dim),
-            shards=(self.shard_frames, self.dim), dtype="float32",
+            shards=(self.shard_frames, self.dim), dtype=self.dtype,
             compressors="auto" if compress else None,
             # Skip zarr's per-chunk "all fill value?" scan: a features chunk is never empty.
             config={"write_empty_chunks": True})
@@ -126,7 +133,10 @@ class FeatureStoreWriter:
 
     def add(self, utt_id: str, feats: np.ndarray, label: int | None = None, speaker: str | None = None,
             split: str = "", transcript: str | None = None) -> None:
-        feats = np.asarray(feats, dtype=np.float32)
+        feats = np.asarray(feats)
+        if not np.can_cast(feats.dtype, self.dtype, casting="same_kind"):
+            raise StoreError(f"{utt_id}: {feats.dtype} features do not fit a store of {self.dtype} frames")
+        feats = feats.astype(self.dtype, copy=False)
         if feats.ndim != 2 or feats.shape[1] != self.dim:
             raise StoreError(f"{utt_id}: features of shape {feats.shape} do not fit a store of dim {self.dim}")
         self._buffer.append(feats)
@@ -204,6 +214,7 @@ class FeatureStore:
         if len(self.offsets) != len(self.ids) + 1 or self.offsets[-1] != self.group["frames"].shape[0]:
             raise StoreError(f"feature store {self.path}: offsets do not match frames (partial write?)",
                              hint="delete it and rebuild with dvc repro")
+        self.raw_pixels = bool(attrs.get("raw_pixels", False))
         self._index = None
         self._frames: np.ndarray | None = None
 
@@ -261,7 +272,8 @@ class FeatureStore:
         return self._frames is not None
 
     def load(self) -> "FeatureStore":
-        """Read all frames into memory once; later reads are slices of that array."""
+        """Read all frames into memory once, as stored (uint8 for raw pixels); later reads are
+        slices of that array."""
         if self._frames is None:
             self._frames = self.group["frames"][:]
         return self
@@ -273,24 +285,33 @@ class FeatureStore:
         i %= len(self)
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         feats = self._frames[lo:hi] if self._frames is not None else self.group["frames"][lo:hi]
-        return feats
+        return self._as_features(feats)
+
+    def _as_features(self, stored: np.ndarray) -> np.ndarray:
+        """Stored frames as float32 features: raw pixels scaled by the config's `scale`, exactly
+        as image_features scales grey pixels at extraction; anything else as it is."""
+        if not self.raw_pixels:
+            return stored
+        return stored.astype(np.float32) * self.config["scale"]
 
     def get(self, utt_id: str) -> np.ndarray:
         return self[self.index_of(utt_id)]
 
     def item(self, i: int) -> np.ndarray:
-        """Item i in its natural shape: (T, D) for audio, (H, W) for images."""
+        """Item i in its natural shape: (T, D) for audio, (H, W) for grey and (H, W, 3) for colour
+        images."""
         feats = self[i]
         return feats.reshape(self.item_shape) if self.item_shape else feats
 
     def images(self, indices: np.ndarray | None = None) -> np.ndarray:
-        """(N, H, W) float32 for an image store."""
+        """(N, H, W) float32 for a grey image store (a view of the loaded frames when `indices`
+        is None); (N, H, W, 3) float32 RGB, channels last, for a colour store, a new array each
+        call: only the chosen images are scaled, the rest stay uint8 in memory."""
         if not self.item_shape:
             raise StoreError(f"{self.path} is not an image store")
         self.load()
-        h, w = self.item_shape
-        all_images = self._frames.reshape(len(self), h, w)
-        return all_images if indices is None else all_images[np.asarray(indices)]
+        all_images = self._frames.reshape(len(self), *self.item_shape)
+        return self._as_features(all_images if indices is None else all_images[np.asarray(indices)])
 
     def fixed(self, indices: Iterable[int], num_frames: int, normalise: bool = True) -> np.ndarray:
         """(N, num_frames, D): Leidal's fixed-size view of each utterance (see fixed_length)."""
