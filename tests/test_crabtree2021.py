@@ -41,7 +41,7 @@ TINY_WIDTHS = [8, 8, 16, 16, 16]               # every width divisible by the 8 
 def _params(runs: dict | None = None, pairs: str = "pairs.zarr", **shared) -> Params:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     c = copy.deepcopy(raw["crabtree2021"])
-    c["data"].update(pairs=pairs, corpus_root=None, data_name="tiny test corpus", train_scenes=None)
+    c["data"].update(pairs=pairs, corpus_root=".", features_dir="/", data_name="tiny test corpus", train_scenes=None)
     c["model"].update(speech_widths=TINY_WIDTHS, image_net="cpu", embed_dim=16, transformer_feedforward=32)
     c["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
     c["report"].update(tsne_scenes=10)

@@ -30,7 +30,7 @@ VIEWS = ["image", "en", "hi", "ja"]
 def _params(pairs: str, run: dict) -> Params:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     c = copy.deepcopy(raw["crabtree2021"])
-    c["data"].update(pairs=pairs, corpus_root=None, data_name="tiny test corpus", train_scenes=None)
+    c["data"].update(pairs=pairs, corpus_root=".", features_dir="/", data_name="tiny test corpus", train_scenes=None)
     c["model"].update(speech_widths=[8, 8, 16, 16, 16], image_net="cpu", embed_dim=16, transformer_feedforward=32)
     c["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
     c["profiles"] = {"paper": {}, "cpu": {}}

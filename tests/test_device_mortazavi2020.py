@@ -34,7 +34,7 @@ def _cfg(epochs: int = 1):
     """dg2a1024 at test size: no warm restart, 2 steps an epoch."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     m = copy.deepcopy(raw["mortazavi2020"])
-    m["data"].update(pairs="pairs.zarr", corpus_root=None, data_name="tiny test corpus")
+    m["data"].update(pairs="pairs.zarr", corpus_root=".", features_dir="/", data_name="tiny test corpus")
     m["train"].update(epochs=epochs, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
     m["model"].update(image_net="densenet_cpu", dim_divisor=32)
     m["profiles"] = {"paper": {}, "cpu": {}}

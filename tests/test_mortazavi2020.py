@@ -34,7 +34,7 @@ SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 can
 def _params(overrides: dict | None = None) -> Params:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     m = copy.deepcopy(raw["mortazavi2020"])
-    m["data"].update(pairs="pairs.zarr", corpus_root=None, data_name="tiny test corpus")
+    m["data"].update(pairs="pairs.zarr", corpus_root=".", features_dir="/", data_name="tiny test corpus")
     m["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
     m["model"].update(image_net="densenet_cpu", dim_divisor=32)
     m["profiles"] = {"paper": {}, "cpu": {}}

@@ -3,7 +3,7 @@
 In `digitscenes` a caption names only some of a scene's digits, so it can describe other test
 scenes too (vgs/corpora/digitscenes.py, `fits_matrix`). The oracle ranks every fitting candidate
 first, in random order (vgs.eval.retrieval.oracle_recall). Real corpora (Places, Flickr8k) have no
-such labels; there the oracle is not defined and tables say "n/a".
+such labels (no scenes.json in their folder); there the oracle is not defined and tables say "n/a".
 """
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ import numpy as np
 
 from vgs.errors import DataError
 from vgs.eval.retrieval import DEFAULT_KS, RecallResult, oracle_recall
+
+
+def scene_labels_root(corpus_root: str | Path | None) -> str | Path | None:
+    """`corpus_root` when it holds digitscenes' scene labels (scenes.json), else None: no oracle."""
+    if corpus_root is None or not (Path(corpus_root) / "scenes.json").is_file():
+        return None
+    return corpus_root
 
 
 def _scenes_in_order(corpus_root: str | Path, image_ids, corpus: str) -> list[dict]:
@@ -32,8 +39,8 @@ def _scenes_in_order(corpus_root: str | Path, image_ids, corpus: str) -> list[di
 def image_caption_oracle(corpus_root: str | Path | None, corpus: str, image_ids, caption_texts, language: str,
                          ks=DEFAULT_KS) -> RecallResult | None:
     """Oracle recall of image <-> caption retrieval over aligned lists (caption i describes image i);
-    None when the corpus has no scene labels (`corpus_root` None)."""
-    if corpus_root is None:
+    None when the corpus has no scene labels (no scenes.json under `corpus_root`)."""
+    if scene_labels_root(corpus_root) is None:
         return None
     from vgs.corpora.digitscenes import fits_matrix
     scenes = _scenes_in_order(corpus_root, image_ids, corpus)
@@ -46,7 +53,7 @@ def caption_caption_oracle(corpus_root: str | Path | None, corpus: str, image_id
                            texts_b, language_b: str, ks=DEFAULT_KS) -> RecallResult | None:
     """Oracle recall between two caption views (cross-lingual): candidate j ties with the truth
     when some test scene fits both captions (vgs.corpora.digitscenes.caption_pair_fits)."""
-    if corpus_root is None:
+    if scene_labels_root(corpus_root) is None:
         return None
     from vgs.corpora.digitscenes import caption_pair_fits
     scenes = _scenes_in_order(corpus_root, image_ids, corpus)

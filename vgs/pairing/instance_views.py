@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from vgs.errors import StoreError
-from vgs.pairing.pairs import PairStore
+from vgs.pairing.instance import check_stores_under
+from vgs.pairing.pairs import PairStore, View
 from vgs.store.feature_store import FeatureStore
 
 
@@ -44,12 +45,17 @@ def image_pixels(store: FeatureStore, i: int) -> np.ndarray:
 
 
 class InstanceViews:
-    def __init__(self, pairs_path: str, views: list[str], max_frames: int | None = None, in_memory: bool = True):
+    def __init__(self, pairs_path: str, views: list[str], max_frames: int | None = None, in_memory: bool = True,
+                 features_dir: tuple[str, str] | None = None):
+        """features_dir: (directory, its params key): every store the pair store names must lie
+        under it, because the stages that read them depend on that directory (dvc.yaml)."""
         self.pairs_path = str(pairs_path)
         self.pairs = PairStore(pairs_path)
         if self.pairs.attrs.get("mode") != "instance":
             raise StoreError(f"{pairs_path} is not an instance pair store (image bound to its own captions)",
                              hint="point the method at an instance_pairing store, e.g. data/pairs/digitscenes-mfcc40.zarr")
+        if features_dir is not None:
+            check_stores_under([View(v["name"], v["store"]) for v in self.pairs.views], *features_dir)
         names = self.pairs.view_names
         missing = [v for v in views if v not in names]
         if missing:

@@ -27,7 +27,7 @@ HEADS = 8                                      # the thesis's attention heads (S
 
 # in_memory and num_workers say how batches are read (vgs/pairing/batch_loader.py reads them), not
 # what is learnt: they stay out of DataConfig and so out of the run's fingerprint.
-_DATA_KEYS = {"pairs", "image_view", "caption_views", "corpus_root", "max_frames", "train_scenes", "data_name",
+_DATA_KEYS = {"pairs", "image_view", "caption_views", "corpus_root", "features_dir", "max_frames", "train_scenes", "data_name",
               "in_memory", "num_workers"}
 _MODEL_KEYS = {"speech_net", "speech_widths", "image_net", "in_channels", "embed_dim", "pooling", "dropout",
                "transformer_feedforward", "encoders", "language_conditioning", "language_dim",
@@ -43,7 +43,8 @@ class DataConfig:
     pairs: str                          # 4-view instance pair store (image first, then the languages)
     image_view: str
     caption_views: tuple[str, ...]
-    corpus_root: str | None             # digitscenes output (scenes.json) for the oracle; None: no oracle
+    corpus_root: str                    # the corpus's raw folder; its scenes.json (digitscenes only) gives the oracle
+    features_dir: str                   # holds every store of the pair store (the stages depend on it)
     max_frames: int | None              # captions longer than this are left out (None: none)
     train_scenes: int | None            # a fixed subset of the training datapoints (None: all)
     data_name: str
@@ -168,9 +169,8 @@ def load_run_config(params: Params, run: str) -> RunConfig:
     image_view = d.str("image_view")
     if image_view in caption_views:
         raise ParamError(f"{d.key('caption_views')} lists the image view {image_view!r} ({params.source})")
-    root = d.raw("corpus_root")
     data = DataConfig(pairs=d.str("pairs"), image_view=image_view, caption_views=tuple(caption_views),
-                      corpus_root=None if root is None else d.str("corpus_root"),
+                      corpus_root=d.str("corpus_root"), features_dir=d.str("features_dir"),
                       max_frames=_optional_int(d, "max_frames", 1), train_scenes=_optional_int(d, "train_scenes", 2),
                       data_name=d.str("data_name"))
 

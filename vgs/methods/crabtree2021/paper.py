@@ -252,7 +252,7 @@ def paper_header(table: str, key: str) -> str | None:
 
 
 def paper_mean(table: str, key: str, pairs: list[str], k: int = 10) -> float | None:
-    """Mean of the thesis's avgR@k over `pairs` (None if any cell is missing), looking in the
+    """Mean of the thesis's avgR@k over `pairs` (None if any cell is missing or `pairs` is empty), looking in the
     table's image and cross-lingual companion (3.1/3.2, 3.4/3.5, 4.1/4.2)."""
     companions = {"table3_1": "table3_2", "table3_2": "table3_1", "table3_4": "table3_5", "table3_5": "table3_4",
                   "table4_1": "table4_2", "table4_2": "table4_1"}
@@ -264,4 +264,5 @@ def paper_mean(table: str, key: str, pairs: list[str], k: int = 10) -> float | N
         if v is None:
             return None
         values.append(v)
-    return sum(values) / len(values)
+    # A group without pairs (one caption language: no cross-lingual pairs) has no mean.
+    return sum(values) / len(values) if values else None

@@ -505,7 +505,7 @@ def draw_objectives_bars(rows: list[dict], ev: dict, noise: dict | None, path: P
 def tsne_figure(cfg: RunConfig, settings: dict, out: Path, emb_dir=None) -> dict | None:
     """t-SNE of the run's four views' test embeddings (one joint projection), coloured by the digit at
     one grid position of the scene, marker by view."""
-    from vgs.eval.oracle import _scenes_in_order
+    from vgs.eval.oracle import _scenes_in_order, scene_labels_root
     from vgs.eval.tsne import joint_tsne
     from vgs.store.feature_store import FeatureStore
     from vgs.store.embeddings import read_embeddings
@@ -519,7 +519,7 @@ def tsne_figure(cfg: RunConfig, settings: dict, out: Path, emb_dir=None) -> dict
     pick = np.sort(np.random.default_rng(0).permutation(len(ids))[:settings["tsne_scenes"]])
     digits = np.zeros(len(pick), dtype=np.int64)
     position = settings["tsne_position"]
-    if cfg.data.corpus_root is not None:
+    if scene_labels_root(cfg.data.corpus_root) is not None:
         corpus = FeatureStore(test[views[0]]["attrs"]["store"]).corpus
         scenes = _scenes_in_order(cfg.data.corpus_root, ids[pick], corpus)
         digits = np.array([int(np.asarray(s["grid"]).reshape(-1)[position]) for s in scenes])

@@ -42,7 +42,8 @@ SUBSET_SEED = 20211   # the train_scenes subset is the same for every run and se
 def load_views(cfg: RunConfig, loading: LoaderSettings = LoaderSettings()) -> InstanceViews:
     """The run's views of the pair store; ParamError naming the key when the store lacks one."""
     view_stores(cfg)
-    return InstanceViews(cfg.data.pairs, cfg.data.views, cfg.data.max_frames, in_memory=loading.in_memory)
+    return InstanceViews(cfg.data.pairs, cfg.data.views, cfg.data.max_frames, in_memory=loading.in_memory,
+                         features_dir=(cfg.data.features_dir, f"{METHOD}.data.features_dir"))
 
 
 def train_subset(tuples: np.ndarray, n: int | None) -> np.ndarray:

@@ -22,7 +22,8 @@ class DataConfig:
     pairs: str                 # instance pair store (image first, then caption views)
     image_view: str
     caption_view: str
-    corpus_root: str | None    # digitscenes output (scenes.json) for the oracle; None: no oracle
+    corpus_root: str           # the corpus's raw folder; its scenes.json (digitscenes only) gives the oracle
+    features_dir: str          # holds every store of the pair store (the stages depend on it)
     max_frames: int            # captions longer than this are left out (the paper: 8,192 MFCC frames)
     data_name: str             # what the tables say was used
 
@@ -109,7 +110,7 @@ def load_run_config(params: Params, run: str) -> RunConfig:
     return RunConfig(
         run=run, seed=params.int("seed"), profile=params.profile(),
         data=DataConfig(pairs=d.str("pairs"), image_view=d.str("image_view"), caption_view=d.str("caption_view"),
-                        corpus_root=d.str("corpus_root", allow_none=True),
+                        corpus_root=d.str("corpus_root"), features_dir=d.str("features_dir"),
                         max_frames=d.int("max_frames", min=1), data_name=d.str("data_name")),
         model=ModelConfig(gru_layers=r.int("gru_layers", min=1), dim=dim // divisor, image_net=m.str("image_net"),
                           conv_channels=None if conv is None else m.int("conv_channels", min=1),

@@ -40,7 +40,8 @@ VAL_BATCH = 256   # validation encoding batch (the export's is export.batch_size
 
 def load_views(cfg: RunConfig, loading: LoaderSettings = LoaderSettings()) -> InstanceViews:
     return InstanceViews(cfg.data.pairs, [cfg.data.image_view, cfg.data.caption_view], cfg.data.max_frames,
-                         in_memory=loading.in_memory)
+                         in_memory=loading.in_memory,
+                         features_dir=(cfg.data.features_dir, "mortazavi2020.data.features_dir"))
 
 
 def make_scheduler(optimizer, cfg: RunConfig, steps_per_epoch: int, epochs: int, schedule: str | None = None):
