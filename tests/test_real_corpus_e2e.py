@@ -290,5 +290,14 @@ def test_crabtree2021_paper_structures_trained_exported_evaluated(built):
 
 
 def test_crabtree2021_report_with_one_caption_language(built):
-    check_stages_ran(built, {"crabtree2021-report"})
+    """The report runs with one caption language (no cross-lingual pair: those cells are n/a). With
+    one run of the 24, the thesis tables that rest on the others (table3_1.csv, ...) are not
+    written, and DVC then refuses the stage for those declared outputs: that, and only that, may
+    fail it here."""
+    out = built["out"]
+    assert "crabtree2021-report" in ran(out), out[-8000:]
+    results = built["proj"] / "results" / "crabtree2021"
+    if stage_failed(out, "crabtree2021-report"):        # DVC under --keep-going prints no reason
+        assert (results / "report.md").exists() and not (results / "table3_1.csv").exists(), out[-8000:]
+    assert "cross-lingual n/a" in out
     check_report(built["proj"], "crabtree2021", CRABTREE_RUN)

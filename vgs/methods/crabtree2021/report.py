@@ -800,7 +800,8 @@ def headline(inp: Inputs) -> dict:
     if noise is not None:
         metrics["noise_floor"] = {f"{g}_avgR10_{stat}": table_number(pct(noise["summary"][g][stat]), 2)
                                   for g in ("image", "crosslingual") for stat in ("mean", "std")}
-    return metrics
+    # A group without view pairs (one caption language: no cross-lingual pair) has no number.
+    return {run: {k: v for k, v in cells.items() if v is not None} for run, cells in metrics.items()}
 
 
 def details(inp: Inputs, tables: list[tuple[str, ThesisTable]], findings: list[Finding], figs: Figures,
@@ -858,7 +859,10 @@ def write_report(report: PaperReport, out_dir) -> list[str]:
 
 
 def run_lines(report: PaperReport) -> list[str]:
-    return [f"  {run:>16}  mean avgR10 (%) image {m['image_avgR10']:.2f}  cross-lingual {m['crosslingual_avgR10']:.2f}"
+    def cell(m: dict, key: str) -> str:
+        return f"{m[key]:.2f}" if key in m else "n/a"    # no cross-lingual pair with one language
+
+    return [f"  {run:>16}  mean avgR10 (%) image {cell(m, 'image_avgR10')}  cross-lingual {cell(m, 'crosslingual_avgR10')}"
             for run, m in report.headline.items() if run != "noise_floor"]
 
 
