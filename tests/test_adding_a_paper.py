@@ -1,5 +1,6 @@
 """docs/adding-a-paper.md, followed to the letter: its files go into a copy of the project, its
 stages run through `dvc repro`, and an edit of the toy's training code marks exactly its stages."""
+import json
 import os
 import re
 import shutil
@@ -60,7 +61,10 @@ def test_the_page_walks_a_toy_paper_through_dvc_repro(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
     dvc("init", "-q")
     dvc("repro", "toy-report")
-    assert (proj / "results/toy/table1.csv").read_text() == "run,value_paper,value_ours\na,2468,2468\nb,n/a,3702\n"
+    assert (proj / "results/toy/table1.csv").read_text() == "run,value_paper,value_ours\na,2468,2468\nb,,3702\n"
+    assert json.loads((proj / "results/toy/metrics.json").read_text())["claims"] == {"1_b_s_value_exceeds": 1}
+    assert "| 1. b's value exceeds a's | n/a | 3702 vs 2468 | ours b > ours a | holds |" in \
+        (proj / "results/toy/report.md").read_text()
     assert "up to date" in dvc("status")
     train = proj / "vgs/methods/toy/train.py"
     train.write_text(train.read_text().replace("value = scale *", "value = 1 + scale *"))
