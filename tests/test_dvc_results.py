@@ -85,7 +85,8 @@ def test_headline_values_are_the_table_cells(tmp_path):
 @pytest.mark.parametrize("paper", PAPERS)
 def test_committed_metrics_are_the_table_numbers(paper):
     out = REPO / "results" / paper
-    headline = flatten_headline(json.loads((out / METRICS_FILE).read_text()))
+    headline = {key: value for key, value in flatten_headline(json.loads((out / METRICS_FILE).read_text())).items()
+                if not key.startswith("claims.")}       # each claim's verdict, 1 or 0 (vgs/report/render.py)
     # Every `_ours` cell of Table 1 is one headline number, and nothing else is.
     with open(out / "table1.csv", newline="") as f:
         rows = list(csv.DictReader(f))
