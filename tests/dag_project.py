@@ -9,10 +9,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import shutil
+
 import numpy as np
 import soundfile as sf
+import yaml
 
-FOUNDATION_STAGES = ("fetch", "prepare", "features", "pairs")
+REPO = Path(__file__).resolve().parent.parent
+# `code` writes the code manifests that every other stage depends on (vgs/utils/code_deps.py).
+FOUNDATION_STAGES = ("code", "fetch", "prepare", "features", "pairs")
+
+
+def copy_sources(proj: Path, scripts=FOUNDATION_STAGES) -> None:
+    """The project's code as the `code` stage watches it: vgs/, pipeline/, pyproject.toml, the stage
+    scripts named, and .dvcignore (compiled __pycache__ files are no change of the code)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for package in ("vgs", "pipeline"):
+        shutil.copytree(REPO / package, proj / package, ignore=ignore)
+    for name in ("pyproject.toml", ".dvcignore"):
+        shutil.copy(REPO / name, proj / name)
+    (proj / "stages").mkdir(exist_ok=True)
+    for script in {*scripts, "code"}:
+        shutil.copy(REPO / "stages" / f"{script}.py", proj / "stages")
+
+
+def code_stage() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["code"]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vgs.utils.code_deps import disagreements, read_stages, write_dvc_yaml
+from vgs.utils.code_deps import affected_stages, disagreements, read_stages, write_dvc_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "adding-a-paper.md"
@@ -28,9 +28,11 @@ def test_the_page_walks_a_toy_paper_through_dvc_repro(tmp_path):
     assert {"vgs/methods/toy/recipe.py", "vgs/methods/toy/train.py", "vgs/methods/toy/report.py",
             "params.yaml (the toy section)", "dvc.yaml (the toy stages)"} <= set(files)
     proj = tmp_path / "proj"
-    shutil.copytree(REPO / "vgs", proj / "vgs", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for package in ("vgs", "pipeline"):
+        shutil.copytree(REPO / package, proj / package, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (proj / "stages").mkdir()
     shutil.copy(REPO / "stages" / "run.py", proj / "stages")
+    shutil.copy(REPO / "stages" / "code.py", proj / "stages")
     shutil.copy(REPO / "pyproject.toml", proj)
     for label, text in files.items():
         if label.startswith("vgs/"):
@@ -41,14 +43,17 @@ def test_the_page_walks_a_toy_paper_through_dvc_repro(tmp_path):
               "train": repo_params["train"],
               **yaml.safe_load(files["params.yaml (the toy section)"])}
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (proj / "dvc.yaml").write_text("stages:\n" + files["dvc.yaml (the toy stages)"])
+    code_stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["code"]
+    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"code": code_stage}}, sort_keys=False)
+                                   + files["dvc.yaml (the toy stages)"])
 
     write_dvc_yaml(proj)                                    # `vgs deps --write`
     stages = {s.stage: s for s in read_stages(proj)}
     assert disagreements(list(stages.values())) == []
     assert {"stages/run.py", "vgs/methods/toy/recipe.py", "vgs/methods/toy/train.py", "vgs/params.py",
-            "vgs/utils/atomic.py"} <= set(stages["toy-train"].expected)
-    assert "vgs/methods/toy/report.py" not in stages["toy-train"].expected
+            "vgs/utils/atomic.py"} <= set(stages["toy-train"].closure)
+    assert "vgs/methods/toy/report.py" not in stages["toy-train"].closure
+    assert stages["toy-train"].expected == ("data/code/toy-train.json",)
 
     env = {**os.environ, "PYTHONPATH": str(proj)}
 
@@ -60,6 +65,7 @@ def test_the_page_walks_a_toy_paper_through_dvc_repro(tmp_path):
 
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
     dvc("init", "-q")
+    shutil.copy(REPO / ".dvcignore", proj)      # __pycache__ is no change of the code
     dvc("repro", "toy-report")
     assert (proj / "results/toy/table1.csv").read_text() == "run,value_paper,value_ours\na,2468,2468\nb,,3702\n"
     assert json.loads((proj / "results/toy/metrics.json").read_text())["claims"] == {"1_b_s_value_exceeds": 1}
@@ -68,5 +74,8 @@ def test_the_page_walks_a_toy_paper_through_dvc_repro(tmp_path):
     assert "up to date" in dvc("status")
     train = proj / "vgs/methods/toy/train.py"
     train.write_text(train.read_text().replace("value = scale *", "value = 1 + scale *"))
+    assert "code:" in dvc("status")
+    assert affected_stages(proj) == ["toy-train"]
+    dvc("repro", "code")
     status = dvc("status")
     assert "toy-train@a" in status and "toy-train@b" in status and "toy-report:" not in status

@@ -5,8 +5,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
-from vgs.utils.code_deps import (CodeDepsError, DepsConfig, disagreements, import_closure, read_stages,
+from vgs.utils.code_deps import (CodeDepsError, affected_stages, DepsConfig, disagreements, import_closure, read_stages,
                                  rewrite_dvc_yaml, write_dvc_yaml)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,26 +26,35 @@ def test_the_repository_dvc_yaml_lists_exactly_what_each_stage_imports():
 def test_the_length_mask_module_is_a_dep_of_every_crabtree_stage_that_runs_it():
     # The case that was silently stale: recurrent.py reaches Crabtree through vgs/nn/pooling.py.
     for name in ("crabtree2021-train", "crabtree2021-export", "crabtree2021-evaluate"):
-        assert "vgs/nn/recurrent.py" in stage(name).expected, name
+        assert "vgs/nn/recurrent.py" in stage(name).closure, name
     for name in ("leidal2017-report", "smart-report", "pvae2018-report", "mortazavi2020-report", "crabtree2021-report"):
-        assert {"vgs/params.py", "vgs/paths.py"} <= set(stage(name).expected), name
+        assert {"vgs/params.py", "vgs/paths.py"} <= set(stage(name).closure), name
 
 
 def test_a_change_to_one_adapter_reaches_only_the_stages_that_read_it():
     for name in ("leidal2017-train", "pvae2018-train", "smart-train", "mortazavi2020-train", "crabtree2021-train",
                  "features", "pairs"):
-        deps = set(stage(name).expected)
+        deps = set(stage(name).closure)
         assert not deps & {"vgs/corpora/places.py", "vgs/corpora/spokencoco.py", "vgs/corpora/flickr8k.py",
                            "vgs/corpora/tidigits.py"}, name
-    assert "vgs/corpora/places.py" in stage("captions").expected
-    assert "vgs/corpora/tidigits.py" in stage("prepare").expected
+    assert "vgs/corpora/places.py" in stage("captions").closure
+    assert "vgs/corpora/tidigits.py" in stage("prepare").closure
 
 
 def test_exempt_modules_and_resources_come_from_pyproject():
     config = DepsConfig.load(REPO)
     assert 0 < len(config.exempt) <= 5 and all(why.strip() for why in config.exempt.values())
-    assert not any(set(config.exempt) & set(s.expected) for s in read_stages(REPO))
-    assert "vgs/features/knf_bulk.cc" in stage("features").expected
+    assert not any(set(config.exempt) & set(s.closure) for s in read_stages(REPO))
+    assert "vgs/features/knf_bulk.cc" in stage("features").closure
+
+
+def test_every_stage_lists_only_its_manifest_and_the_code_stage_watches_every_source_folder():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert stages["code"]["deps"] == ["stages", "vgs", "pipeline", "pyproject.toml"]
+    assert stages["code"]["outs"] == [{"data/code": {"cache": False}}]
+    for s in read_stages(REPO):
+        assert s.declared == (f"data/code/{s.stage}.json",), s.stage
+    assert "__pycache__/" in (REPO / ".dvcignore").read_text().split()
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -82,8 +92,16 @@ TOY = {
         from vgs.lib.reader import read
         open(sys.argv[1], "w").write(str(read()))
         """,
+    ".dvcignore": "__pycache__/\n",
+    "stages/code.py": (REPO / "stages/code.py").read_text(),
     "dvc.yaml": """
         stages:
+          code:
+            cmd: PYTHONPATH={repo} {python} stages/code.py
+            deps: [stages, vgs, pyproject.toml]
+            outs:
+              - data/code:
+                  cache: false
           make:
             cmd: PYTHONPATH=. python stages/make.py out.txt
             deps:
@@ -97,6 +115,7 @@ TOY = {
         """,
     "input.txt": "x\n",
 }
+TOY["dvc.yaml"] = TOY["dvc.yaml"].replace("{repo}", str(REPO)).replace("{python}", sys.executable)
 
 
 def test_closure_follows_function_level_and_relative_imports_and_skips_type_checking(tmp_path):
@@ -108,15 +127,16 @@ def test_closure_follows_function_level_and_relative_imports_and_skips_type_chec
 
 def test_disagreements_name_the_stage_and_the_files_and_write_fixes_them(tmp_path):
     write(tmp_path, TOY)
+    (make,) = read_stages(tmp_path)
+    assert set(make.closure) == {"stages/make.py", "vgs/__init__.py", "vgs/lib/__init__.py", "vgs/lib/reader.py",
+                                 "vgs/lib/scale.py", "vgs/lib/table.txt"}     # errors.py exempt, table.txt a resource
     problems = disagreements(read_stages(tmp_path))
-    assert any("make: runs but does not list" in p and "vgs/lib/scale.py" in p and "vgs/lib/table.txt" in p
-               for p in problems)
-    assert any("make: lists but never imports vgs/lib/unused.py" in p for p in problems)
-    assert not any("vgs/errors.py" in p for p in problems)   # exempt
+    assert any("make: runs but does not list data/code/make.json" in p for p in problems)
+    assert any("make: lists but never imports" in p and "vgs/lib/unused.py" in p for p in problems)
     write_dvc_yaml(tmp_path)
     assert disagreements(read_stages(tmp_path)) == []
     text = (tmp_path / "dvc.yaml").read_text()
-    assert "# input data stays, with its comment\n      - input.txt" in text
+    assert "deps:\n      - data/code/make.json\n      # input data stays, with its comment\n      - input.txt" in text
     assert "unused.py" not in text and "outs:\n      - out.txt" in text
 
 
@@ -151,11 +171,17 @@ def test_dvc_status_lists_the_stage_after_an_edit_deep_in_its_imports(tmp_path):
                               check=True, timeout=120).stdout
 
     dvc("init", "-q", "--no-scm")
+    write(tmp_path, {".dvcignore": "__pycache__/\n"})
     dvc("repro", "-q")
-    assert "up to date" in dvc("status", "make")
+    assert "up to date" in dvc("status")
     (tmp_path / "vgs/lib/scale.py").write_text("FACTOR = 3\n")     # imported inside a function, two hops away
-    assert "modified:           vgs/lib/scale.py" in dvc("status", "make")
-    dvc("repro", "-q")
+    assert "code:" in dvc("status") and "modified:           vgs" in dvc("status")
+    assert affected_stages(tmp_path) == ["make"]
+    assert "Running stage 'make'" in dvc("repro")
     assert (tmp_path / "out.txt").read_text() == "3"
-    (tmp_path / "vgs/errors.py").write_text("class E(Exception):\n    '''reworded'''\n")   # exempt
-    assert "up to date" in dvc("status", "make")
+    for edit in ("vgs/errors.py", "vgs/lib/unused.py"):             # exempt; imported by nothing
+        (tmp_path / edit).write_text("class E(Exception):\n    pass  # reworded\n")
+        assert affected_stages(tmp_path) == []
+        out = dvc("repro")
+        assert "Running stage 'code'" in out and "Stage 'make' didn't change" in out, out
+    assert "up to date" in dvc("status")

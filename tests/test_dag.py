@@ -12,13 +12,12 @@ run again.
 """
 import copy
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from dag_project import FOUNDATION_STAGES, dvc, make_corpora, ran
+from dag_project import FOUNDATION_STAGES, copy_sources, dvc, make_corpora, ran
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -26,11 +25,7 @@ pytestmark = pytest.mark.slow
 
 def make_project(proj: Path) -> None:
     proj.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    shutil.copytree(REPO / "vgs", proj / "vgs", ignore=ignore)
-    (proj / "stages").mkdir()
-    for stage in FOUNDATION_STAGES:
-        shutil.copy(REPO / "stages" / f"{stage}.py", proj / "stages")
+    copy_sources(proj)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     dvc["stages"] = {k: v for k, v in dvc["stages"].items() if k in FOUNDATION_STAGES}
     (proj / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
@@ -54,7 +49,7 @@ def test_repro_then_one_key_change_reruns_only_its_stages(tmp_path):
     dvc(proj, "init", "--no-scm", "-q")
 
     first = dvc(proj, "repro")
-    assert ran(first) == {"prepare@mnist", "prepare@fsdd", "features@mnist-image28", "features@fsdd-fbank80",
+    assert ran(first) == {"code", "prepare@mnist", "prepare@fsdd", "features@mnist-image28", "features@fsdd-fbank80",
                           "features@fsdd-logmel40", "pairs@mnist-fsdd"}, first
 
     again = dvc(proj, "repro")

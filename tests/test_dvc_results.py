@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from dag_project import copy_sources
 from dvc_support import VENV_BIN, dvc_env, dvc_json, repo_copy, run
 from vgs.errors import CheckpointError
 from vgs.report.metrics import (DETAILS_FILE, METRICS_FILE, HeadlineError, flatten_headline, headline_cells,
@@ -182,12 +183,10 @@ def tiny_leidal_stores(proj: Path) -> None:
 
 def tiny_leidal_project(proj: Path) -> None:
     proj.mkdir()
-    shutil.copytree(REPO / "vgs", proj / "vgs", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (proj / "stages").mkdir()
-    shutil.copy(REPO / "stages" / "run.py", proj / "stages")
+    copy_sources(proj, ("run",))
     real = dvc_yaml()
     # The report stage exactly as the project declares it: its metrics, details and plots.
-    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {k: real["stages"][k] for k in LEIDAL_STAGES}},
+    (proj / "dvc.yaml").write_text(yaml.safe_dump({"stages": {k: real["stages"][k] for k in ("code", *LEIDAL_STAGES)}},
                                                   sort_keys=False))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     leidal = params["leidal2017"]

@@ -111,7 +111,7 @@ def make_project(proj: Path) -> dict:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("vgs", "stages", "pipeline"):
         shutil.copytree(REPO / name, proj / name, ignore=ignore)
-    for name in ("pyproject.toml", "dvc.yaml"):
+    for name in ("pyproject.toml", "dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, proj / name)
     init = dvc(proj, "init", "--no-scm", "-q")
     assert init.returncode == 0, init.stdout + init.stderr

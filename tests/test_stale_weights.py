@@ -8,7 +8,6 @@ dependency dvc.yaml lists for the stage and the input stores are unchanged.
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from dag_project import FOUNDATION_STAGES, dvc, make_corpora, ran
+from dag_project import FOUNDATION_STAGES, copy_sources, dvc, make_corpora, ran
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -31,10 +30,7 @@ LOSS_LINE = "    total = sim + lambda_ig * ig + lambda_wd * wd"
 
 def make_project(proj: Path) -> None:
     proj.mkdir()
-    shutil.copytree(REPO / "vgs", proj / "vgs", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (proj / "stages").mkdir()
-    for stage in (*FOUNDATION_STAGES, "run"):
-        shutil.copy(REPO / "stages" / f"{stage}.py", proj / "stages")
+    copy_sources(proj, (*FOUNDATION_STAGES, "run"))
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
     dvc_yaml["stages"] = {k: v for k, v in dvc_yaml["stages"].items()
                           if k in (*FOUNDATION_STAGES, "leidal2017-train")}

@@ -7,6 +7,7 @@ such labels (no scenes.json in their folder); there the oracle is not defined an
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,18 @@ def scene_labels_root(corpus_root: str | Path | None) -> str | Path | None:
     return corpus_root
 
 
-def _scenes_in_order(corpus_root: str | Path, image_ids, corpus: str) -> list[dict]:
+@functools.lru_cache(maxsize=2)
+def _scenes_by_image(scenes_json: str, mtime_ns: int, size: int) -> dict[str, dict]:
+    # digitscenes' scenes.json is 12 MB of JSON, about a second to parse, and one evaluation asks
+    # for it once per view pair (6 times): read it once per version of the file. The scenes are only read, never changed.
     from vgs.corpora.digitscenes import load_scenes
-    by_image = {s["image"]: s for s in load_scenes(corpus_root)}
+    return {s["image"]: s for s in load_scenes(Path(scenes_json).parent)}
+
+
+def _scenes_in_order(corpus_root: str | Path, image_ids, corpus: str) -> list[dict]:
+    path = (Path(corpus_root) / "scenes.json").resolve()
+    stat = path.stat() if path.exists() else None
+    by_image = _scenes_by_image(str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
     prefix = f"{corpus}-"
     ordered = []
     for image_id in image_ids:

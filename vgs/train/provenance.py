@@ -5,15 +5,20 @@ DVC runs a stage only when one of its dependencies or params changed, or when fo
 by definition and is never reused. An *unfinished* state (the stage was killed) is resumed only if
 it was made from exactly what the stage depends on now. That provenance is the DVC hash of every
 dependency that dvc.yaml lists for the stage, taken through DVC itself, so the resume rule and
-DVC's own idea of "changed" can never disagree.
+DVC's own idea of "changed" can never disagree. The one exception is the stage's code manifest
+(data/code/<stage>.json): it is rebuilt from the code as it is now, file by file, so a run started
+by hand after an edit (the manifest not yet rewritten by the `code` stage) is not resumed either,
+and the reason names the edited file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from pathlib import Path
 
 from vgs.errors import VgsError
+from vgs.utils.code_deps import MANIFEST_DIR, stage_deps
 
 # DVC sets this for every stage command it runs (dvc/stage/run.py), also under `dvc exp run`.
 STAGE_ENV = "DVC_STAGE"
@@ -41,7 +46,9 @@ def stage_provenance(stage: str | None = None) -> dict[str, str]:
             (dvc_stage,) = repo.stage.collect(name)
             provenance = {}
             for dep in dvc_stage.deps:
-                if isinstance(dep, ParamsDependency):
+                if str(dep.def_path).startswith(MANIFEST_DIR + "/"):
+                    provenance.update(stage_deps(Path(repo.root_dir), name).manifest(Path(repo.root_dir))["files"])
+                elif isinstance(dep, ParamsDependency):
                     provenance[f"params {dep.def_path}"] = _digest(dep.read_params())
                 else:
                     hash_info = dep.get_hash() if dep.exists else None

@@ -9,13 +9,24 @@ compiled on first use) are declared once in pyproject.toml (`[tool.vgs.deps] res
 modules that cannot change a number (error types, the CLI error wrapper) may be exempted there
 (`[tool.vgs.deps] exempt`, at most MAX_EXEMPT, each with its reason).
 
-`vgs deps` checks dvc.yaml against this and `vgs deps --write` rewrites the code lines of every
-stage's `deps:` in place (data deps and their comments stay as they are); tests/test_code_deps.py
-fails when the two disagree.
+Each stage lists one code dep, its code manifest `data/code/<stage>.json`: the closure's files and
+their SHA-256, written by the first DVC stage, `code`, which depends on the source folders. Why not
+the files themselves: DVC rewrites the whole dvc.lock after every stage, and with ~40 file entries
+per stage (5,600 in all) that parse and dump was ~7 s of every stage's bookkeeping
+(docs/benchmarks.md). The rule is the same: an edit re-runs `code`, which rewrites every manifest,
+and only the manifests whose files changed change, so exactly the stages that import the edited
+file run. `dvc status` names the `code` stage after an edit; `vgs deps --affected` names the stages
+that will follow.
+
+`vgs deps` checks that every stage lists its manifest and `vgs deps --write` rewrites the code lines
+of every stage's `deps:` in place (data deps and their comments stay as they are);
+tests/test_code_deps.py fails when the two disagree.
 """
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -28,6 +39,8 @@ from vgs.errors import VgsError
 PACKAGES = ("vgs", "pipeline")
 CODE_PREFIXES = ("stages/", "vgs/", "pipeline/")
 MAX_EXEMPT = 5
+CODE_STAGE = "code"               # the stage that writes the manifests; its deps are the source folders
+MANIFEST_DIR = "data/code"
 _SCRIPT = re.compile(r"\bpython3?\s+(stages/[\w/]+\.py)\b")
 # The one driver of the papers' stages runs the module that the paper's recipe names for the step.
 _DRIVER = re.compile(r"\bpython3?\s+stages/run\.py\s+([\w-]+)\s+([\w-]+)")
@@ -189,16 +202,28 @@ def _driver_roots(root: Path, stage: str, cmd) -> tuple[str, ...]:
     return (recipe.relative_to(root).as_posix(), module.relative_to(root).as_posix())
 
 
+def manifest_path(stage: str) -> str:
+    """The code manifest of a stage definition (`crabtree2021-train`, or one item of it)."""
+    return f"{MANIFEST_DIR}/{stage.split('@')[0]}.json"
+
+
 def _is_code(dep) -> bool:
-    return isinstance(dep, str) and dep.startswith(CODE_PREFIXES)
+    return isinstance(dep, str) and (dep.startswith(CODE_PREFIXES) or dep.startswith(MANIFEST_DIR + "/"))
 
 
 @dataclass(frozen=True)
 class StageDeps:
     stage: str
     script: str
-    declared: tuple[str, ...]
-    expected: tuple[str, ...]
+    declared: tuple[str, ...]   # the code deps dvc.yaml lists
+    closure: tuple[str, ...]    # the files the script can run, from its imports
+
+    @property
+    def expected(self) -> tuple[str, ...]:
+        return (manifest_path(self.stage),)
+
+    def manifest(self, root: Path) -> dict:
+        return {"stage": self.stage, "files": {path: file_sha256(root / path) for path in self.closure}}
 
     @property
     def missing(self) -> list[str]:
@@ -209,16 +234,22 @@ class StageDeps:
         return sorted(set(self.declared) - set(self.expected))
 
 
-def read_stages(root: Path, config: DepsConfig | None = None) -> list[StageDeps]:
-    """Declared and derived code deps of every stage definition in dvc.yaml that runs a script."""
+def read_stages(root: Path, config: DepsConfig | None = None, only: str | None = None) -> list[StageDeps]:
+    """Declared and derived code deps of every stage definition in dvc.yaml that runs a script (or
+    of the one named `only`)."""
     config = config or DepsConfig.load(root)
     path = root / "dvc.yaml"
     try:
         stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {})
     except yaml.YAMLError as exc:
         raise CodeDepsError(f"{path} is not valid YAML: {exc}", hint="fix dvc.yaml") from None
+    if stages and CODE_STAGE not in stages:
+        raise CodeDepsError(f"{path} has no stage {CODE_STAGE!r}, which writes the code manifests under {MANIFEST_DIR}",
+                            hint="restore it from git: every stage depends on its manifest")
     out = []
     for name, stage in stages.items():
+        if name == CODE_STAGE or (only is not None and name != only):
+            continue
         body = stage.get("do", stage) if isinstance(stage, dict) else {}
         script = _stage_script(body.get("cmd"))
         if script is None:
@@ -323,6 +354,49 @@ def _with_deps_keys(lines: list[str], stages: set[str]) -> list[str]:
         out.append(line)
     close()
     return out
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file; of a folder (a resource such as vgs/corpora/checksums), of its files' names
+    and hashes."""
+    if path.is_dir():
+        listing = "".join(f"{f.relative_to(path).as_posix()} {file_sha256(f)}\n"
+                          for f in sorted(path.rglob("*")) if f.is_file() and "__pycache__" not in f.parts)
+        return hashlib.sha256(listing.encode()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stage_deps(root: Path, stage: str) -> StageDeps:
+    """The code deps of one stage (a definition's name, or one `name@item` of it)."""
+    name = stage.split("@")[0]
+    for found in read_stages(root, only=name):
+        return found
+    raise CodeDepsError(f"dvc.yaml has no stage {name!r} that runs a script", hint="list them with `dvc stage list`")
+
+
+def write_manifests(root: Path) -> list[StageDeps]:
+    """Write data/code/<stage>.json for every stage definition, the folder replaced at once."""
+    from vgs.utils.atomic import atomic_path
+    stages = read_stages(root)
+    with atomic_path(root / MANIFEST_DIR) as tmp:
+        tmp.mkdir()
+        for s in stages:
+            (tmp / Path(manifest_path(s.stage)).name).write_text(json.dumps(s.manifest(root), indent=1) + "\n")
+    return stages
+
+
+def affected_stages(root: Path) -> list[str]:
+    """Stage definitions whose manifest on disk differs from their code now (what `code` will change)."""
+    changed = []
+    for s in read_stages(root):
+        path = root / manifest_path(s.stage)
+        try:
+            written = json.loads(path.read_text())
+        except (OSError, ValueError):
+            written = None
+        if written != s.manifest(root):
+            changed.append(s.stage)
+    return changed
 
 
 def write_dvc_yaml(root: Path) -> list[StageDeps]:
