@@ -649,3 +649,24 @@ def test_spokencoco_split_options_from_params(tmp_path):
     corpus = prepare_caption_corpus("spokencoco", caption_params("spokencoco", {
         **entry, "karpathy_split": str(tmp_path / "karpathy.json"), "restval": "skip"}))
     assert Counter(r.split for r in corpus.views["image"]) == Counter({"train": 2, "val": 1, "test": 2})
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_an_empty_flickr8k_list_file_is_called_empty_by_name(tmp_path, on_error):
+    fx = build_flickr8k(tmp_path)
+    fx.listing.write_text("\n")                      # wav2capt.txt truncated to nothing
+    with pytest.raises(DataError, match=r"wav2capt\.txt is empty: it lists no entries") as err:
+        fx.prepare(on_error=on_error)
+    assert "no usable image" not in err.value.message
+
+
+def test_error_and_manifest_paths_are_normalised(tmp_path):
+    fx = build_places(tmp_path)                      # Hindi and Japanese: base paths "../images", "../hi"
+    corpus = fx.prepare()
+    sources = [r.source for view in corpus.views.values() for r in view]
+    assert sources and not any(".." in Path(s).parts for s in sources), sources
+    wav = fx.info["base"] / "hi" / "wavs" / "HI1.wav"
+    wav.unlink()
+    with pytest.raises(AudioError) as err:
+        fx.prepare()
+    assert f"audio file {wav} is missing" in err.value.message and "/../" not in err.value.message

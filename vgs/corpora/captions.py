@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -177,11 +177,24 @@ def get_key(obj: Any, key: str, where: str, layout: str, kind: type | tuple = st
 
 
 def read_lines(path: Path, layout: str) -> list[tuple[int, str]]:
-    """(line number, stripped line) of a required text list file, blank lines left out."""
+    """(line number, stripped line) of a required text list file, blank lines left out. A file with
+    no entries is an error of its own: "no usable image" later would hide which file it was."""
     if not path.is_file():
         raise DataError(f"{path} not found", hint=layout)
     text = path.read_text(encoding="utf-8", errors="replace")
-    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise DataError(f"{path} is empty: it lists no entries",
+                        hint="restore it from the corpus's release (a truncated download or copy leaves it empty); "
+                             + layout)
+    return lines
+
+
+def normalised(path: str | Path) -> Path:
+    """The path with `.` and `x/..` parts folded, as errors and manifests show it. Released metadata
+    joins base paths with relative parts (`metadata/../wavs/x.wav`); folding is lexical, which is
+    only wrong when a folded part is a symbolic link to another depth."""
+    return Path(os.path.normpath(str(path)))
 
 
 # -- media checks ------------------------------------------------------------------------------------------
@@ -236,6 +249,9 @@ class Joiner:
         self.points: dict[str, Datapoint] = {}
 
     def add(self, image_id: str, image: Path, split: str, origin: str, caption: Caption | None = None) -> None:
+        image = normalised(image)
+        if caption is not None:
+            caption = replace(caption, wav=normalised(caption.wav))
         dp = self.points.get(image_id)
         if dp is None:
             dp = self.points[image_id] = Datapoint(image_id, image, split, origin)
