@@ -11,6 +11,8 @@ modules because pytest puts tests/ on sys.path:
 - dag_project.py           tiny MNIST/FSDD corpora and `dvc` in a tiny DVC project (DAG, stale weights)
 - dvc_support.py           DVC's read commands on a copy of the committed results (DVC results, UI)
 - tiny_stores.py           tiny feature stores for end-to-end method tests
+- tiny_runs.py             each paper's tiny stores, pairs and params, shared by its tests and its
+                           device tests; the trainer's regression task (trainer, device)
 - orchestration_support.py one Prefect server per session, tiny DVC projects for orchestration
 
 Fixtures that several modules use belong in this file.

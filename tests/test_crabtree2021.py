@@ -3,20 +3,16 @@ learning-rate schedule, language-embedding shapes of the shared encoder, and a t
 on a 4-view store (train, export, evaluate, report) with resume after a kill to identical weights.
 The losses against brute force, the poolings' padding invariance and the encoders themselves are
 tested with the shared blocks (tests/test_retrieval_losses.py, tests/test_crabtree_encoders.py)."""
-import copy
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from image_caption_stores import _caption_manifest, _image_manifest, _store
+from tiny_runs import CRABTREE_SPEECH_WIDTHS, CRABTREE_VIEWS as VIEWS, crabtree_params, write_crabtree_pairs
 from vgs.errors import CheckpointError, ParamError
-from vgs.features.config import ImageFeatureConfig, load_feature_config
 from vgs.methods.crabtree2021.config import load_run_config, report_settings, run_names
 from vgs.methods.crabtree2021.evaluate import evaluate_run
 from vgs.methods.crabtree2021.export import export_run
@@ -26,47 +22,19 @@ from vgs.methods.crabtree2021.report import HEADLINE_LIMIT, build_report, check_
 from vgs.methods.crabtree2021.train import (CrabtreeTask, batch_loss, load_views, make_scheduler, pair_names,
                                             train_run)
 from vgs.nn.retrieval_losses import info_nce
-from vgs.pairing.pairs import View
-from vgs.pairing.instance import build_instance_pairs
 from vgs.pairing.batch_loader import LoaderSettings
 from vgs.params import Params
 from vgs.report.metrics import flatten_headline
 
-REPO = Path(__file__).resolve().parent.parent
-SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 candidates
-VIEWS = ["image", "en", "hi", "ja"]
-TINY_WIDTHS = [8, 8, 16, 16, 16]               # every width divisible by the 8 attention heads
-
 
 def _params(runs: dict | None = None, pairs: str = "pairs.zarr", **shared) -> Params:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    c = copy.deepcopy(raw["crabtree2021"])
-    c["data"].update(pairs=pairs, corpus_root=".", features_dir="/", data_name="tiny test corpus", train_scenes=None)
-    c["model"].update(speech_widths=TINY_WIDTHS, image_net="cpu", embed_dim=16, transformer_feedforward=32)
-    c["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
-    c["report"].update(tsne_scenes=10)
-    c["profiles"] = {"paper": {}, "cpu": {}}
-    for section, values in shared.items():
-        c[section].update(values)
-    if runs is not None:
-        c["runs"] = runs
-    raw["crabtree2021"] = c
-    raw["profile"] = "cpu"
-    return Params(raw, "", "test params")
+    return crabtree_params(pairs, runs, report={"tsne_scenes": 10}, **shared)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A 4-view instance pair store (image, en, hi, ja; 40 log-mel bins) of 8/10/10 datapoints."""
-    root = tmp_path_factory.mktemp("crabtree")
-    audio_cfg = load_feature_config(Params.load(str(REPO / "params.yaml")), "logmel40")
-    image_cfg = ImageFeatureConfig(name="scene32", kind="image", size=32, resize_method="bilinear", scale=1 / 255)
-    views = [View("image", _store(root, _image_manifest(root / "corpus", size=(40, 32), splits=SPLITS), image_cfg))]
-    for lang in VIEWS[1:]:
-        views.append(View(lang, _store(root, _caption_manifest(root / "corpus", lang, splits=SPLITS), audio_cfg)))
-    pairs = str(root / "pairs.zarr")
-    build_instance_pairs(views, pairs, seed=1, epochs={"train": 1, "val": 1, "test": 1})
-    return pairs
+    return write_crabtree_pairs(tmp_path_factory.mktemp("crabtree"))
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -172,7 +140,7 @@ def test_learning_rate_warms_up_over_ten_percent_then_decays_every_50_steps():
 
 
 def test_shared_encoder_language_embeddings_have_the_thesis_shapes():
-    widths = TINY_WIDTHS
+    widths = CRABTREE_SPEECH_WIDTHS
     langs = ["en", "hi", "ja"]
     base = load_run_config(_params(), "baseline").model
     sizes = InputSizes(mel_bins=40, image_channels=1)

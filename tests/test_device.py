@@ -7,12 +7,12 @@ import subprocess
 import sys
 from collections import namedtuple
 
-import numpy as np
 import pytest
 import torch
 import yaml
 from torch import nn
 
+from tiny_runs import ShuffledRegression
 from vgs.errors import ParamError
 from vgs.params import Params
 from vgs.train.device import CPU, Compute, compute_from_params, current, place_modules, using
@@ -112,10 +112,11 @@ def test_place_modules_moves_every_module_of_a_task():
     assert task.not_a_module.device.type == "cpu"
 
 
-class _Regression:
+class _Regression(ShuffledRegression):
     """A tiny task that moves its batches with the compute it runs under (as every method does)."""
 
     def __init__(self):
+        super().__init__(order_seed=1)
         g = torch.Generator().manual_seed(5)
         self.x, self.y = torch.randn(32, 4, generator=g), torch.randn(32, generator=g)
         self.model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 1))
@@ -124,21 +125,8 @@ class _Regression:
         self.scaler = self.compute.grad_scaler()
         self.devices_seen = set()
 
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
-
-    def load_state_dict(self, s):
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-
-    def start_epoch(self, epoch):
-        self.order = np.random.default_rng([1, epoch]).permutation(32)
-
-    def num_batches(self, epoch):
-        return 4
-
     def train_step(self, epoch, index):
-        rows = torch.as_tensor(self.order[index * 8:(index + 1) * 8])
+        rows = self.batch_rows(index)
         x, y = self.compute.to((self.x[rows], self.y[rows]))
         with self.compute.autocast():
             loss = (self.model(x).squeeze(-1).float() - y).pow(2).mean()
@@ -148,9 +136,6 @@ class _Regression:
         self.scaler.step(self.opt)
         self.scaler.update()
         return {"loss": loss.item()}
-
-    def end_epoch(self, epoch):
-        return {}
 
 
 def _fit(run_dir, compute, stop_after=None):

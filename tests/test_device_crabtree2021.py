@@ -2,55 +2,29 @@
 numbers under the explicit CPU and under `train: {device: auto}` (the CPU here, a GPU where there is
 one, where the comparison is within float tolerance); on a GPU the model, a batch and the loss sit
 on it; a checkpoint resumes under another map location."""
-import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from image_caption_stores import _caption_manifest, _image_manifest, _store
-from vgs.features.config import ImageFeatureConfig, load_feature_config
+from tiny_runs import CRABTREE_VIEWS as VIEWS, crabtree_params, write_crabtree_pairs
 from vgs.methods.crabtree2021.config import load_run_config
 from vgs.methods.crabtree2021.evaluate import evaluate_run
 from vgs.methods.crabtree2021.export import export_run
 from vgs.methods.crabtree2021.train import CrabtreeTask, batch_loss, load_views, train_run
-from vgs.pairing.instance import build_instance_pairs
-from vgs.pairing.pairs import View
 from vgs.params import Params
 from vgs.store.embeddings import read_embeddings
 from vgs.train.device import Compute, compute_from_params, using
 
-REPO = Path(__file__).resolve().parent.parent
-SPLITS = {"train": 8, "val": 10, "test": 10}
-VIEWS = ["image", "en", "hi", "ja"]
-
 
 def _params(pairs: str, run: dict) -> Params:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    c = copy.deepcopy(raw["crabtree2021"])
-    c["data"].update(pairs=pairs, corpus_root=".", features_dir="/", data_name="tiny test corpus", train_scenes=None)
-    c["model"].update(speech_widths=[8, 8, 16, 16, 16], image_net="cpu", embed_dim=16, transformer_feedforward=32)
-    c["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
-    c["profiles"] = {"paper": {}, "cpu": {}}
-    c["runs"] = {"x": run}
-    raw["crabtree2021"] = c
-    raw["profile"] = "cpu"
-    return Params(raw, "", "test params")
+    return crabtree_params(pairs, {"x": run})
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crabtree_device")
-    audio_cfg = load_feature_config(Params.load(str(REPO / "params.yaml")), "logmel40")
-    image_cfg = ImageFeatureConfig(name="scene32", kind="image", size=32, resize_method="bilinear", scale=1 / 255)
-    views = [View("image", _store(root, _image_manifest(root / "corpus", size=(40, 32), splits=SPLITS), image_cfg))]
-    for lang in VIEWS[1:]:
-        views.append(View(lang, _store(root, _caption_manifest(root / "corpus", lang, splits=SPLITS), audio_cfg)))
-    pairs = str(root / "pairs.zarr")
-    build_instance_pairs(views, pairs, seed=1, epochs={"train": 1, "val": 1, "test": 1})
-    return pairs
+    return write_crabtree_pairs(tmp_path_factory.mktemp("crabtree_device"))
 
 
 def _auto() -> Compute:

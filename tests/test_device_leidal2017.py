@@ -5,18 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from vgs.methods.leidal2017.config import (DataConfig, EvalConfig, ExportConfig, ModelConfig, RunConfig,
-                                          TrainConfig)
 from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.evaluate import evaluate_run
 from vgs.methods.leidal2017.export import export_run, load_trained
 from vgs.methods.leidal2017.model import leidal_loss
 from vgs.methods.leidal2017.train import LeidalTask, train_run
-from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
 from vgs.store.embeddings import read_embeddings
 from vgs.train.device import Compute, compute_from_params, place_modules, using
-from tiny_stores import write_tiny_store
+from tiny_runs import tiny_leidal_run
 
 CPU_FP32 = Compute(torch.device("cpu"), "fp32")
 
@@ -29,31 +26,7 @@ def auto_compute() -> Compute:
 def tiny(tmp_path, monkeypatch):
     """10 classes of 8x8 'images' and 6-bin 'utterances', paired; a 3-epoch, 9-step run."""
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    images, audio = [], []
-    for split, per_class in (("train", 4), ("val", 2), ("test", 2)):
-        for label in range(10):
-            for k in range(per_class):
-                img = rng.uniform(0, 0.2, (8, 8)).astype(np.float32)
-                img[label // 5 * 4:(label // 5 + 1) * 4, label % 5] = 1.0
-                images.append((f"img-{split}-{label}-{k}", img, label, split, ""))
-                feats = rng.normal(0, 0.3, (int(rng.integers(6, 16)), 6)).astype(np.float32)
-                feats[:, label % 6] += 2.0 + label // 6
-                audio.append((f"utt-{split}-{label}-{k}", feats, label, split, f"spk{k % 2}"))
-    write_tiny_store("data/features/img.zarr", images, "mnist", "image", item_shape=(8, 8))
-    write_tiny_store("data/features/aud.zarr", audio, "fsdd", "audio")
-    build_pairs([View("image", "data/features/img.zarr"), View("audio", "data/features/aud.zarr")],
-                "data/pairs/tiny.zarr", seed=5, epochs={"train": 3, "val": 1, "test": 1})
-    train = TrainConfig(num_samples=3, batch_pairs=8, margin=1.0, lambda_wd=1e-6, lr=1e-3, betas=(0.95, 0.999),
-                        eps=1e-8, lr_decay=0.9, lr_decay_every_epochs=10, epochs=3, pairs_per_epoch=24, val_pairs=8,
-                        checkpoint_every_seconds=120.0, num_threads=None, precision="fp32",
-                        lambda_ig_warmup_steps=0, lr_schedule="step")
-    return RunConfig(run="tiny", lambda_ig=0.01, seed=11, profile="cpu",
-                     data=DataConfig("data/pairs/tiny.zarr", "data/features/img.zarr", "data/features/aud.zarr"),
-                     model=ModelConfig(z_dim=8, num_frames=10), train=train,
-                     export=ExportConfig(split="test", num_samples=4, batch_size=7),
-                     eval=EvalConfig(inputs_per_modality=None, kmeans_k=10, svm_per_modality=30, svm_train=40,
-                                     tsne_per_modality=10))
+    return tiny_leidal_run(tmp_path)
 
 
 def _weights(run_dir) -> dict:

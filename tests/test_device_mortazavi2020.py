@@ -2,29 +2,22 @@
 results on the CPU in fp32 and on what `train.device: auto` picks (the CPU here; a GPU where there
 is one, within float tolerance), the model, its batches and its loss sit on CUDA when asked, and a
 checkpoint resumes under another compute."""
-import copy
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from image_caption_stores import _caption_manifest, _image_manifest, _store
-from vgs.features.config import ImageFeatureConfig, load_feature_config
+from tiny_runs import mortazavi_params, write_mortazavi_pairs
 from vgs.methods.mortazavi2020 import train as train_module
 from vgs.methods.mortazavi2020.config import load_run_config
 from vgs.methods.mortazavi2020.evaluate import evaluate_run
 from vgs.methods.mortazavi2020.export import export_run
 from vgs.methods.mortazavi2020.train import MortazaviTask, encode_tuples, load_views, train_run
-from vgs.pairing.instance import build_instance_pairs
-from vgs.pairing.pairs import View
 from vgs.params import Params
 from vgs.train.device import Compute, compute_from_params, place_modules, using
 
-REPO = Path(__file__).resolve().parent.parent
-SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 candidates
 CPU = Compute(torch.device("cpu"), "fp32")
 AUTO = compute_from_params(Params({"train": {"device": "auto"}}, "", "test params"))
 CUDA_MISSING = "torch sees no CUDA device"
@@ -32,26 +25,13 @@ CUDA_MISSING = "torch sees no CUDA device"
 
 def _cfg(epochs: int = 1):
     """dg2a1024 at test size: no warm restart, 2 steps an epoch."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    m = copy.deepcopy(raw["mortazavi2020"])
-    m["data"].update(pairs="pairs.zarr", corpus_root=".", features_dir="/", data_name="tiny test corpus")
-    m["train"].update(epochs=epochs, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
-    m["model"].update(image_net="densenet_cpu", dim_divisor=32)
-    m["profiles"] = {"paper": {}, "cpu": {}}
-    raw["mortazavi2020"] = m
-    raw["profile"] = "cpu"
-    return load_run_config(Params(raw, "", "test params"), "dg2a1024")
+    return load_run_config(mortazavi_params(epochs), "dg2a1024")
 
 
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    audio_cfg = load_feature_config(Params.load(str(REPO / "params.yaml")), "mfcc40")
-    image_cfg = ImageFeatureConfig(name="scene32", kind="image", size=32, resize_method="bilinear", scale=1 / 255)
-    image = _store(tmp_path, _image_manifest(tmp_path / "corpus", size=(40, 32), splits=SPLITS), image_cfg)
-    en = _store(tmp_path, _caption_manifest(tmp_path / "corpus", "en", splits=SPLITS), audio_cfg)
-    build_instance_pairs([View("image", image), View("en", en)], "pairs.zarr", seed=1,
-                         epochs={"train": 1, "val": 1, "test": 1})
+    write_mortazavi_pairs(tmp_path)
     return tmp_path
 
 

@@ -8,16 +8,14 @@ run resumes under another map location.
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from tiny_stores import write_tiny_store
+from tiny_runs import tiny_pvae
 from vgs.methods.pvae2018 import train as pvae_train
 from vgs.methods.pvae2018.config import load_run_config
 from vgs.methods.pvae2018.data import DigitData, stats_from_model
 from vgs.methods.pvae2018.evaluate import evaluate_model, load_eval_config
 from vgs.methods.pvae2018.export import export_split
 from vgs.methods.pvae2018.inference import load_trained
-from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
 from vgs.store.embeddings import read_embeddings
 from vgs.train.device import Compute, compute_from_params, place_modules, using
@@ -45,41 +43,8 @@ def assert_same(a, b, compute: Compute, atol: float) -> None:
 def tiny(tmp_path, monkeypatch):
     """Digit-coded 8x8 images and 6-bin log-mel 'utterances' with silent edges; 10 classes."""
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    images, audio = [], []
-    for split, per_class in (("train", 3), ("val", 2), ("test", 3)):
-        for label in range(10):
-            for k in range(per_class):
-                img = rng.uniform(0, 0.2, (8, 8)).astype(np.float32)
-                img[label // 5 * 4:(label // 5 + 1) * 4, label % 5] = 1.0
-                images.append((f"img-{split}-{label}-{k}", img, label, split, ""))
-                feats = rng.normal(0, 0.3, (int(rng.integers(4, 12)), 6)).astype(np.float32)
-                feats[:, label % 6] += 2.0 + label // 6
-                silence = np.full((2, 6), -30.0, dtype=np.float32)
-                audio.append((f"utt-{split}-{label}-{k}", np.concatenate([silence, feats, silence]), label,
-                              split, f"spk{k % 2}"))
-    (tmp_path / "data").mkdir()
-    write_tiny_store("data/img.zarr", images, "mnist", "image", (8, 8))
-    write_tiny_store("data/aud.zarr", audio, "fsdd", "audio")
-    build_pairs([View("audio", "data/aud.zarr"), View("image", "data/img.zarr")], "data/pairs.zarr", seed=1,
-                epochs={"train": 2, "val": 1, "test": 1})
-    params = {
-        "profile": "cpu", "seed": 5,
-        "pvae2018": {
-            "data": {"audio_store": "data/aud.zarr", "image_store": "data/img.zarr", "pairs": "data/pairs.zarr",
-                     "image_likelihood_std": None, "vad": {"threshold_db": 40, "context_frames": 0, "min_frames": 2}},
-            "net": {"hidden": 8, "latent_dim": 3, "image_channels": [2, 3]},
-            "train": {"epochs": 2, "batch_size": 6, "lr": LR, "grad_clip": 100.0, "length_sort_batches": 2,
-                      "coherence_weight": 1.0, "val_every": 0, "val_images": 20, "checkpoint_every_seconds": 1000},
-            "export": {"splits": ["val", "test"]},
-            "eval": {"k": 10, "kmeans_n_init": 1, "inertia_max_k": 4, "purity_splits": ["val", "test"],
-                     "tsne_audio_points": 20, "tsne_image_points": 20, "tsne_perplexity": 5},
-            "profiles": {"cpu": {}, "paper": {}},
-            "models": {MODEL: {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5, "margin": 0.5}},
-        },
-    }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return Params.load(tmp_path / "params.yaml")
+    return tiny_pvae(tmp_path, epochs=2, lr=LR, val_every=0, inertia_max_k=4, cpu_profile={},
+                     models={MODEL: {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5, "margin": 0.5}})
 
 
 def one_training_step(params: Params, compute: Compute) -> tuple[dict, dict]:

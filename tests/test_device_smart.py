@@ -4,6 +4,7 @@ resumed under another map location, and input sizes checked against the stores."
 import numpy as np
 import pytest
 import torch
+from tiny_runs import smart_pairs_and_params
 from tiny_stores import write_tiny_store
 
 from vgs.errors import ParamError
@@ -14,7 +15,6 @@ from vgs.methods.smart.evaluate import evaluate
 from vgs.methods.smart.export import convert, load_trained
 from vgs.methods.smart.judges import build_judge
 from vgs.methods.smart.train import SmartTask, build_net, build_schedule, train_style
-from vgs.pairing.pairs import View, build_pairs
 from vgs.params import Params
 from vgs.train.device import Compute, compute_from_params, place_modules, using
 from vgs.train.trainer import load_checkpoint
@@ -40,27 +40,8 @@ def tiny(tmp_path, monkeypatch):
             audio.append((f"a{k}_{j}", frames, k, split, "s1"))
     write_tiny_store("img.zarr", images, "tinyimage", "image", item_shape=(8, 8))
     write_tiny_store("aud.zarr", audio, "tinyaudio", "audio")
-    epochs = {"train": 2, "val": 1, "test": 1}
-    build_pairs([View("image", "img.zarr"), View("audio", "aud.zarr")], "data/pairs/tiny-img.zarr", 5, epochs)
-    build_pairs([View("audio", "aud.zarr"), View("image", "img.zarr")], "data/pairs/tiny-aud.zarr", 5, epochs)
-    ae = {"widths": [4, 4], "convs_per_stage": 1, "sampling": "stride"}
-    judge = {"widths": [4], "input_pool": 1, "epochs": 1}
-    return Params({
-        "seed": 5, "profile": "cpu",
-        "smart": {
-            "data": {"image_store": "img.zarr", "audio_store": "aud.zarr", "image_pairs": "tiny-img",
-                     "audio_pairs": "tiny-aud", "audio_frames": 8, "audio_scale_percentiles": [1.0, 99.0]},
-            "judges": {"batch_size": 4, "lr": 0.01, "mlc": judge, "glc": judge},
-            "model": {"latent_dim": 8, "transcoder_layers": 2, "transcoder_hidden": 8, "leaky_slope": 0.2,
-                      "image": ae, "audio": ae},
-            "train": {"batch_size": 4, "lr": 0.01, "lr_final": 0.001, "weight_reconstruction": 1.0,
-                      "weight_guide": 1.0, "first": "image", "phases": 2,
-                      "steps_per_phase": {"image": 2, "audio": 2}, "val_items": 3},
-            "styles": {"hybrid": {"pretrain_steps": {"image": 1, "audio": 1}},
-                       "classroom": {"pretrain_steps": {"image": 0, "audio": 0}}},
-            "evaluate": {"samples_per_digit": 1},
-        },
-    })
+    return smart_pairs_and_params(seed=5, judge_batch_size=4, judge_epochs=1, transcoder_layers=2, phases=2,
+                                  val_items=3)
 
 
 def _auto() -> Compute:

@@ -6,7 +6,6 @@ venv's python without the venv being activated.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
@@ -18,13 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from dag_project import copy_sources
 from dvc_support import VENV_BIN, dvc_env, dvc_json, repo_copy, run
+from tiny_runs import write_leidal_stores
 from vgs.errors import CheckpointError
+from vgs.methods.leidal2017.config import DataConfig
 from vgs.report.metrics import (DETAILS_FILE, METRICS_FILE, HeadlineError, flatten_headline, headline_cells,
                                 read_details, table_number, write_results)
 from vgs.train.trainer import load_checkpoint
@@ -155,32 +155,6 @@ def test_dvc_metrics_show_prints_the_headline_and_plots_load(tmp_path):
 LEIDAL_STAGES = ("leidal2017-train", "leidal2017-export", "leidal2017-evaluate", "leidal2017-report")
 
 
-def tiny_leidal_stores(proj: Path) -> None:
-    """Digit-coded 8x8 'images' and 6-bin 'utterances' (as tests/test_leidal2017.py's tiny run)."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny_stores import write_tiny_store
-
-    from vgs.pairing.pairs import View, build_pairs
-
-    rng = np.random.default_rng(0)
-    images, audio = [], []
-    for split, per_class in (("train", 4), ("val", 2), ("test", 2)):
-        for label in range(10):
-            for k in range(per_class):
-                img = rng.uniform(0, 0.2, (8, 8)).astype(np.float32)
-                img[label // 5 * 4:(label // 5 + 1) * 4, label % 5] = 1.0
-                images.append((f"img-{split}-{label}-{k}", img, label, split, ""))
-                feats = rng.normal(0, 0.3, (int(rng.integers(6, 16)), 6)).astype(np.float32)
-                feats[:, label % 6] += 2.0 + label // 6
-                audio.append((f"utt-{split}-{label}-{k}", feats, label, split, f"spk{k % 2}"))
-    # A pair store records its stores' paths as given: relative, as params.yaml names them.
-    with contextlib.chdir(proj):
-        write_tiny_store("stores/img.zarr", images, "mnist", "image", item_shape=(8, 8))
-        write_tiny_store("stores/aud.zarr", audio, "fsdd", "audio")
-        build_pairs([View("image", "stores/img.zarr"), View("audio", "stores/aud.zarr")], "stores/pairs.zarr",
-                    seed=5, epochs={"train": 3, "val": 1, "test": 1})
-
-
 def tiny_leidal_project(proj: Path) -> None:
     proj.mkdir()
     copy_sources(proj, ("run",))
@@ -202,7 +176,8 @@ def tiny_leidal_project(proj: Path) -> None:
                                                       "stage_threads": params["stage_threads"],
                                                       "train": params["train"],
                                                       "leidal2017": leidal}, sort_keys=False))
-    tiny_leidal_stores(proj)
+    # tests/test_leidal2017.py's tiny data, where this project's params look for it.
+    write_leidal_stores(proj, DataConfig(**leidal["data"]))
     (proj / ".gitignore").write_text("/stores/\n__pycache__/\n")
 
 

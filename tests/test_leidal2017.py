@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from vgs.errors import CheckpointError, ParamError, StoreError
-from vgs.methods.leidal2017.config import (DataConfig, EvalConfig, ExportConfig, ModelConfig, RunConfig,
-                                          TrainConfig, load_run_config)
+from vgs.methods.leidal2017.config import load_run_config
 from vgs.methods.leidal2017.data import LeidalData
 from vgs.methods.leidal2017.evaluate import evaluate_run
 from vgs.methods.leidal2017.export import export_run
@@ -26,6 +25,7 @@ from vgs.params import Params
 from vgs.report.metrics import read_details
 from vgs.report.render import render
 from vgs.report.tables import read_csv
+from tiny_runs import tiny_leidal_run
 from tiny_stores import write_tiny_store
 
 
@@ -164,33 +164,7 @@ def test_every_key_comes_from_params_without_a_second_default_in_code(section, k
 def tiny(tmp_path, monkeypatch):
     """Digit-coded 8x8 'images' and 6-bin 'utterances': 10 classes, train/val/test splits."""
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    images, audio = [], []
-    for split, per_class in (("train", 4), ("val", 2), ("test", 2)):
-        for label in range(10):
-            for k in range(per_class):
-                img = rng.uniform(0, 0.2, (8, 8)).astype(np.float32)
-                img[label // 5 * 4:(label // 5 + 1) * 4, label % 5] = 1.0
-                images.append((f"img-{split}-{label}-{k}", img, label, split, ""))
-                t = int(rng.integers(6, 16))
-                feats = rng.normal(0, 0.3, (t, 6)).astype(np.float32)
-                feats[:, label % 6] += 2.0 + label // 6
-                audio.append((f"utt-{split}-{label}-{k}", feats, label, split, f"spk{k % 2}"))
-    write_tiny_store("data/features/img.zarr", [(u, x.reshape(8, 8), y, s, sp) for u, x, y, s, sp in images],
-                     "mnist", "image", item_shape=(8, 8))
-    write_tiny_store("data/features/aud.zarr", audio, "fsdd", "audio")
-    build_pairs([View("image", "data/features/img.zarr"), View("audio", "data/features/aud.zarr")],
-                "data/pairs/tiny.zarr", seed=5, epochs={"train": 3, "val": 1, "test": 1})
-    train = TrainConfig(num_samples=3, batch_pairs=8, margin=1.0, lambda_wd=1e-6, lr=1e-3, betas=(0.95, 0.999),
-                        eps=1e-8, lr_decay=0.9, lr_decay_every_epochs=10, epochs=3, pairs_per_epoch=24, val_pairs=8,
-                        checkpoint_every_seconds=120.0, num_threads=None, precision="fp32",
-                        lambda_ig_warmup_steps=0, lr_schedule="step")
-    return RunConfig(run="tiny", lambda_ig=0.01, seed=11, profile="cpu",
-                     data=DataConfig("data/pairs/tiny.zarr", "data/features/img.zarr", "data/features/aud.zarr"),
-                     model=ModelConfig(z_dim=8, num_frames=10), train=train,
-                     export=ExportConfig(split="test", num_samples=4, batch_size=7),
-                     eval=EvalConfig(inputs_per_modality=None, kmeans_k=10, svm_per_modality=30, svm_train=40,
-                                     tsne_per_modality=10))
+    return tiny_leidal_run(tmp_path)
 
 
 def _weights(cfg, run_dir):

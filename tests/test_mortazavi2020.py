@@ -2,58 +2,34 @@
 resume after a kill to identical weights. Table 1's counts, the speech embedder's padding invariance
 and the hinge loss against a brute-force loop are tested with the shared blocks
 (tests/test_retrieval_encoders.py, tests/test_retrieval_losses.py)."""
-import copy
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from image_caption_stores import _caption_manifest, _image_manifest, _store
+from tiny_runs import mortazavi_params, write_mortazavi_pairs
 from vgs.errors import CheckpointError, ParamError
-from vgs.features.config import ImageFeatureConfig, load_feature_config
 from vgs.methods.mortazavi2020.config import load_run_config
 from vgs.methods.mortazavi2020.evaluate import evaluate_run
 from vgs.methods.mortazavi2020.export import export_run
 from vgs.methods.mortazavi2020.model import build_pair, input_sizes
 from vgs.methods.mortazavi2020.report import build_report, check_claims
 from vgs.methods.mortazavi2020.train import load_views, make_scheduler, train_run
-from vgs.pairing.pairs import View
-from vgs.pairing.instance import build_instance_pairs
 from vgs.pairing.batch_loader import LoaderSettings
 from vgs.params import Params
 from vgs.report.metrics import flatten_headline
 from vgs.report.render import render
 
-REPO = Path(__file__).resolve().parent.parent
-SPLITS = {"train": 8, "val": 10, "test": 10}   # recall@10 needs at least 10 candidates
-
 
 def _params(overrides: dict | None = None) -> Params:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    m = copy.deepcopy(raw["mortazavi2020"])
-    m["data"].update(pairs="pairs.zarr", corpus_root=".", features_dir="/", data_name="tiny test corpus")
-    m["train"].update(epochs=2, batch_size=4, checkpoint_every_seconds=120, num_threads=1)
-    m["model"].update(image_net="densenet_cpu", dim_divisor=32)
-    m["profiles"] = {"paper": {}, "cpu": {}}
-    for key, value in (overrides or {}).items():
-        m["runs"]["dg3a1024"][key] = value
-    raw["mortazavi2020"] = m
-    raw["profile"] = "cpu"
-    return Params(raw, "", "test params")
+    return mortazavi_params(epochs=2, run_overrides={"dg3a1024": overrides or {}})
 
 
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    audio_cfg = load_feature_config(Params.load(str(REPO / "params.yaml")), "mfcc40")
-    image_cfg = ImageFeatureConfig(name="scene32", kind="image", size=32, resize_method="bilinear", scale=1 / 255)
-    image = _store(tmp_path, _image_manifest(tmp_path / "corpus", size=(40, 32), splits=SPLITS), image_cfg)
-    en = _store(tmp_path, _caption_manifest(tmp_path / "corpus", "en", splits=SPLITS), audio_cfg)
-    build_instance_pairs([View("image", image), View("en", en)], "pairs.zarr", seed=1,
-                         epochs={"train": 1, "val": 1, "test": 1})
+    write_mortazavi_pairs(tmp_path)
     return tmp_path
 
 

@@ -19,8 +19,7 @@ from vgs.methods.pvae2018.inference import load_trained
 from vgs.methods.pvae2018.train import PVAETask, train_run
 from vgs.nn.gaussian import kl_to_standard_normal
 from vgs.nn.recurrent import LSTMEncoder, LSTMFrameDecoder, pad_batch
-from vgs.pairing.pairs import View, build_pairs
-from vgs.params import Params
+from tiny_runs import tiny_pvae
 from tiny_stores import write_tiny_store
 from vgs.train.trainer import load_checkpoint
 
@@ -220,47 +219,12 @@ def test_vad_trims_leading_and_trailing_silence_only():
 def tiny(tmp_path, monkeypatch):
     """Digit-coded 8x8 images and 6-bin log-mel 'utterances' with silent edges; 10 classes."""
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    images, audio = [], []
-    for split, per_class in (("train", 3), ("val", 2), ("test", 3)):
-        for label in range(10):
-            for k in range(per_class):
-                img = rng.uniform(0, 0.2, (8, 8)).astype(np.float32)
-                img[label // 5 * 4:(label // 5 + 1) * 4, label % 5] = 1.0
-                images.append((f"img-{split}-{label}-{k}", img, label, split, ""))
-                t = int(rng.integers(4, 12))
-                feats = rng.normal(0, 0.3, (t, 6)).astype(np.float32)
-                feats[:, label % 6] += 2.0 + label // 6
-                silence = np.full((2, 6), -30.0, dtype=np.float32)
-                audio.append((f"utt-{split}-{label}-{k}", np.concatenate([silence, feats, silence]), label,
-                              split, f"spk{k % 2}"))
-    (tmp_path / "data").mkdir()
-    write_tiny_store("data/img.zarr", images, "mnist", "image", (8, 8))
-    write_tiny_store("data/aud.zarr", audio, "fsdd", "audio")
-    build_pairs([View("audio", "data/aud.zarr"), View("image", "data/img.zarr")], "data/pairs.zarr", seed=1,
-                epochs={"train": 3, "val": 1, "test": 1})
-    params = {
-        "profile": "cpu", "seed": 5,
-        "pvae2018": {
-            "data": {"audio_store": "data/aud.zarr", "image_store": "data/img.zarr", "pairs": "data/pairs.zarr",
-                     "image_likelihood_std": None, "vad": {"threshold_db": 40, "context_frames": 0, "min_frames": 2}},
-            "net": {"hidden": 8, "latent_dim": 3, "image_channels": [2, 3]},
-            "train": {"epochs": 3, "batch_size": 6, "lr": 1e-2, "grad_clip": 100.0, "length_sort_batches": 2,
-                      "coherence_weight": 1.0, "val_every": 1, "val_images": 20, "checkpoint_every_seconds": 1000},
-            "export": {"splits": ["val", "test"]},
-            "eval": {"k": 10, "kmeans_n_init": 1, "inertia_max_k": 12, "purity_splits": ["val", "test"],
-                     "tsne_audio_points": 20, "tsne_image_points": 20, "tsne_perplexity": 5},
-            "profiles": {"cpu": {"train": {"epochs": 2}}, "paper": {}},
-            "models": {"vae-sp": {"kind": "vae", "modality": "audio"}, "vae-im": {"kind": "vae", "modality": "image"},
-                       "jmvae-kl": {"kind": "jmvae"}, "pvae-nocontrast": {"kind": "pvae", "contrastive_weight": 0.0},
-                       "pvae": {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5, "margin": 0.5},
-                       "pvae-independence": {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5,
-                                             "margin": 0.5, "zi_independence_weight": 10.0}},
-        },
-    }
-    import yaml
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return Params.load(tmp_path / "params.yaml")
+    return tiny_pvae(tmp_path, epochs=3, lr=1e-2, val_every=1, inertia_max_k=12, cpu_profile={"train": {"epochs": 2}},
+                     models={"vae-sp": {"kind": "vae", "modality": "audio"}, "vae-im": {"kind": "vae", "modality": "image"},
+                             "jmvae-kl": {"kind": "jmvae"}, "pvae-nocontrast": {"kind": "pvae", "contrastive_weight": 0.0},
+                             "pvae": {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5, "margin": 0.5},
+                             "pvae-independence": {"kind": "pvae", "contrastive_weight": 5.0, "kernel_gamma": 0.5,
+                                                   "margin": 0.5, "zi_independence_weight": 10.0}})
 
 
 def test_data_trims_silence_and_normalises_with_train_statistics(tiny):

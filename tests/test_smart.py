@@ -16,12 +16,11 @@ from vgs.methods.smart.judges import train_judges
 from vgs.methods.smart.model import ConvAutoencoder, SmartNet, count_layers
 from vgs.methods.smart.report import stage as report_stage
 from vgs.methods.smart.train import SmartTask, build_net, build_schedule, train_style
-from vgs.pairing.pairs import View, build_pairs
 from vgs.paths import results_dir
-from vgs.params import Params
 from vgs.report.render import Claim, claim_key
 from vgs.report.verdicts import FAILS, HOLDS
 from vgs.store.feature_store import FeatureStoreWriter
+from tiny_runs import smart_pairs_and_params
 
 CLASSES = 4
 
@@ -85,28 +84,8 @@ def tiny(tmp_path, monkeypatch):
             audio.append((f"a{k}_{j}", frames, k, split))
     _write_store("img.zarr", "image", images)
     _write_store("aud.zarr", "audio", audio)
-    epochs = {"train": 2, "val": 1, "test": 1}
-    build_pairs([View("image", "img.zarr"), View("audio", "aud.zarr")], "data/pairs/tiny-img.zarr", 5, epochs)
-    build_pairs([View("audio", "aud.zarr"), View("image", "img.zarr")], "data/pairs/tiny-aud.zarr", 5, epochs)
-    ae = {"widths": [4, 4], "convs_per_stage": 1, "sampling": "stride"}
-    cfg = {
-        "seed": 3, "profile": "cpu",
-        "smart": {
-            "data": {"image_store": "img.zarr", "audio_store": "aud.zarr", "image_pairs": "tiny-img",
-                     "audio_pairs": "tiny-aud", "audio_frames": 8, "audio_scale_percentiles": [1.0, 99.0]},
-            "judges": {"batch_size": 8, "lr": 0.01, "mlc": {"widths": [4], "input_pool": 1, "epochs": 2},
-                       "glc": {"widths": [4], "input_pool": 1, "epochs": 2}},
-            "model": {"latent_dim": 8, "transcoder_layers": 5, "transcoder_hidden": 8, "leaky_slope": 0.2,
-                      "image": ae, "audio": ae},
-            "train": {"batch_size": 4, "lr": 0.01, "lr_final": 0.001, "weight_reconstruction": 1.0,
-                      "weight_guide": 1.0, "first": "image", "phases": 4,
-                      "steps_per_phase": {"image": 2, "audio": 2}, "val_items": 4},
-            "styles": {"hybrid": {"pretrain_steps": {"image": 1, "audio": 1}},
-                       "classroom": {"pretrain_steps": {"image": 0, "audio": 0}}},
-            "evaluate": {"samples_per_digit": 1},
-        },
-    }
-    return Params(cfg)
+    return smart_pairs_and_params(seed=3, judge_batch_size=8, judge_epochs=2, transcoder_layers=5, phases=4,
+                                  val_items=4)
 
 
 def test_audio_is_cropped_or_padded_to_a_fixed_image_in_unit_range(tiny):

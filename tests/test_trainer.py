@@ -1,51 +1,34 @@
 """The shared trainer: a killed run resumes to bit-identical weights; stale checkpoints are not resumed."""
 import os
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from tiny_runs import ShuffledRegression
 from vgs.errors import CheckpointError
 from vgs.train import trainer as trainer_module
 from vgs.train.trainer import Trainer, load_checkpoint
 
 
-class TinyTask:
+class TinyTask(ShuffledRegression):
     """Noisy regression with dropout, so the result depends on the data order and the global RNG."""
 
     def __init__(self, seed=0):
+        super().__init__(order_seed=seed)
         g = torch.Generator().manual_seed(123)
         self.x = torch.randn(64, 5, generator=g)
         self.y = self.x @ torch.arange(5.0) + 0.1 * torch.randn(64, generator=g)
         self.model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-2)
-        self.seed = seed
-        self.order = None
-
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict()}
-
-    def load_state_dict(self, s):
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-
-    def start_epoch(self, epoch):
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(64)
-
-    def num_batches(self, epoch):
-        return 8
 
     def train_step(self, epoch, index):
-        idx = torch.as_tensor(self.order[index * 8:(index + 1) * 8])
+        idx = self.batch_rows(index)
         loss = (self.model(self.x[idx]).squeeze(-1) - self.y[idx]).pow(2).mean()
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
         return {"loss": loss.item()}
-
-    def end_epoch(self, epoch):
-        return {}
 
 
 def _fit(run_dir, stop_after=None, epochs=3):
