@@ -37,12 +37,12 @@ from vgs.utils.threads import registered_runner, thread_budget
 SECONDS_FILE = Path(".dvc") / "tmp" / "vgs-stage-seconds.json"
 # Seconds a stage takes on a 2-core machine in the cpu profile, by stage name (first match),
 # until a run here has measured it: medians of the fresh-clone make run of 2026-12-07 (AMD EPYC,
-# two stages at once). Only the order of magnitude matters: they rank the stages, so that a fresh
+# two stages at once); Crabtree's training and pretraining from the 9-epoch runs' measured steps. Only the order of magnitude matters: they rank the stages, so that a fresh
 # clone starts the long Mortazavi and Leidal trainings early and does not end on one of them alone.
 COST_ESTIMATE = (
     ("mortazavi2020-train@*", 460), ("smart-train@*", 360), ("leidal2017-train@*", 330),
-    ("digitscenes", 300), ("pvae2018-train@*", 170), ("smart-judges", 120), ("crabtree2021-train@*", 80),
-    ("*-evaluate@*", 30), ("features@*", 20), ("*-report", 20), ("*", 8),
+    ("digitscenes", 300), ("crabtree2021-train@*", 200), ("pvae2018-train@*", 170), ("smart-judges", 120),
+    ("crabtree2021-pretrain", 60), ("*-evaluate@*", 30), ("features@*", 20), ("*-report", 20), ("*", 8),
 )
 
 Log = Callable[[str], None]

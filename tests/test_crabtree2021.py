@@ -41,7 +41,7 @@ def tiny(tmp_path_factory):
 def test_runs_override_shared_keys_and_bad_params_are_named():
     p = _params()
     names = run_names(p)
-    assert len(names) == 24 and names[0] == "baseline"
+    assert len(names) == 25 and names[0] == "baseline" and names[-1] == "image-scratch"   # 24 of the thesis
     base = load_run_config(p, "baseline")
     assert (base.loss.name, base.model.pooling, base.train.scheme, base.model.encoders) == \
         ("infonce", "avg", "full_graph", "separate")
@@ -54,6 +54,13 @@ def test_runs_override_shared_keys_and_bad_params_are_named():
     assert (m.model.pooling, m.model.dropout, m.train.lr) == ("mhsa", 0.3, 1e-4)
     assert load_run_config(p, "shared-chan").model.language_conditioning == "chan"
     assert load_run_config(p, "contrast-others").train.scheme == "contrast_others"
+    # The cpu profile starts the image trunk from the pretraining stage; image-scratch does not.
+    cpu = crabtree_params("pairs.zarr")
+    cpu_raw = cpu.to_dict()
+    cpu_raw["crabtree2021"]["profiles"]["cpu"] = {"model": {"image_init": "pretrained"}}
+    cpu = Params(cpu_raw, "", "test params")
+    assert load_run_config(cpu, "baseline").model.image_init == "pretrained"
+    assert load_run_config(cpu, "image-scratch").model.image_init == "scratch"
     assert report_settings(p)["noise_runs"] == ["baseline", "baseline-seed2", "baseline-seed3"]
 
     bad = {
@@ -68,6 +75,7 @@ def test_runs_override_shared_keys_and_bad_params_are_named():
         "model key": ({"x": {"model": {"widths": [1]}}}, r"runs\.x\.model\.widths"),
         "heads": ({"x": {"model": {"pooling": "mhsa", "embed_dim": 12}}}, "8 attention heads"),
         "widths": ({"x": {"model": {"speech_widths": [8, 8]}}}, "speech_widths"),
+        "image init": ({"x": {"model": {"image_init": "imagenet"}}}, r"runs\.x\.model\.image_init"),
     }
     for what, (runs, match) in bad.items():
         with pytest.raises(ParamError, match=match):
@@ -297,3 +305,85 @@ def test_findings_follow_the_shared_rule_with_untested_runs_and_the_oracle():
     # 6: shared-seq never reached twice chance on validation -> the finding is untested, never "does not hold".
     six = findings["6."].claim
     assert six.verdict == "untested" and "never reached twice chance" in six.evidence
+
+
+# -- image-trunk pretraining (the CPU analogue of ImageNet initialisation) ---------------------------------
+def _digit_store(path) -> str:
+    """A labelled store of 28x28 'digits' (class k lights row band k), 4 per class in train, 2 in val."""
+    from tiny_stores import write_tiny_store
+    rng = np.random.default_rng(3)
+    items = []
+    for split, n in (("train", 4), ("val", 2)):
+        for label in range(10):
+            for k in range(n):
+                img = rng.uniform(0, 0.1, (28, 28)).astype(np.float32)
+                img[2 * label:2 * label + 3, 4:24] = 1.0
+                items.append((f"d-{split}-{label}-{k}", img, label, split, ""))
+    write_tiny_store(str(path), items, "mnist", "image", item_shape=(28, 28))
+    return str(path)
+
+
+def test_pretrained_trunk_starts_every_run_and_scratch_writes_only_a_note(tiny, tmp_path, monkeypatch):
+    from vgs.errors import StoreError
+    from vgs.methods.crabtree2021 import pretrain as P
+    monkeypatch.chdir(tmp_path)
+    digits = _digit_store(tmp_path / "digits.zarr")
+    pre = {"images": digits, "steps": 3, "batch_size": 8, "lr": 1.0e-3, "canvas": 32, "seed": 5}
+
+    # scratch: the stage says the trunk is unused and writes no weights; a pretrained run then names the fix.
+    P.stage(_params(pairs=tiny, pretrain=pre), progress=False)
+    note = json.loads((P.pretrain_dir() / P.SUMMARY_FILE).read_text())
+    assert note["used"] is False and not (P.pretrain_dir() / P.TRUNK_FILE).exists()
+    wants = _params({"x": {"model": {"image_init": "pretrained"}}}, pairs=tiny, pretrain=pre)
+    with pytest.raises(StoreError, match="crabtree2021-pretrain/image_trunk.pt is missing") as err:
+        CrabtreeTask(load_run_config(wants, "x"), load_views(load_run_config(wants, "x")))
+    assert "dvc repro crabtree2021-pretrain" in err.value.hint
+
+    params = _params({"x": {}, "y": {"seed": 9}, "s": {"model": {"image_init": "scratch"}}}, pairs=tiny,
+                     model={"image_init": "pretrained"}, pretrain=pre)
+    out = P.stage(params, progress=False)
+    assert "held-out accuracy" in out
+    summary = json.loads((P.pretrain_dir() / P.SUMMARY_FILE).read_text())
+    assert summary["used"] and summary["train_images"] == 40 and summary["val_items"] == 20
+    assert 0.0 <= summary["val_accuracy"] <= 1.0
+    saved = torch.load(P.pretrain_dir() / P.TRUNK_FILE, weights_only=True)["trunk"]
+    # Every pretrained run starts its trunk from the saved weights, whatever its seed; its embedding
+    # conv stays the seed's own init, and a run that asks for scratch keeps its own trunk.
+    tasks = {r: CrabtreeTask(load_run_config(params, r), load_views(load_run_config(params, r))) for r in "xys"}
+    for r in "xy":
+        trunk = tasks[r].model.image.trunk.state_dict()
+        assert all(torch.equal(trunk[k], saved[k]) for k in saved)
+    assert not torch.equal(tasks["x"].model.image.embed.weight, tasks["y"].model.image.embed.weight)
+    assert not all(torch.equal(tasks["s"].model.image.trunk.state_dict()[k], saved[k]) for k in saved)
+    # Same params, same trunk: the pretraining is seeded.
+    first = {k: v.clone() for k, v in saved.items()}
+    P.stage(params, progress=False)
+    again = torch.load(P.pretrain_dir() / P.TRUNK_FILE, weights_only=True)["trunk"]
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_pretraining_refuses_what_cannot_start_the_runs(tiny, tmp_path, monkeypatch):
+    from vgs.errors import StoreError
+    from vgs.methods.crabtree2021 import pretrain as P
+    monkeypatch.chdir(tmp_path)
+    digits = _digit_store(tmp_path / "digits.zarr")
+    pre = {"images": digits, "steps": 2, "batch_size": 4, "lr": 1.0e-3, "canvas": 32, "seed": 5}
+    with pytest.raises(ParamError, match="in_channels = 3.*1 channel"):
+        P.stage(_params(pairs=tiny, model={"image_init": "pretrained", "in_channels": 3}, pretrain=pre), progress=False)
+    with pytest.raises(ParamError, match="canvas = 20 is smaller"):
+        P.stage(_params(pairs=tiny, model={"image_init": "pretrained"}, pretrain={**pre, "canvas": 20}), progress=False)
+    with pytest.raises(ParamError, match="image_init"):
+        P.stage(_params(pairs=tiny, model={"image_init": "imagenet"}, pretrain=pre), progress=False)
+    with pytest.raises(ParamError, match="crabtree2021.pretrain.epochs is not a key"):
+        P.stage(_params(pairs=tiny, model={"image_init": "pretrained"}, pretrain={**pre, "epochs": 3}), progress=False)
+    with pytest.raises(StoreError, match="does not exist"):
+        P.stage(_params(pairs=tiny, model={"image_init": "pretrained"}, pretrain={**pre, "images": "nope.zarr"}),
+                progress=False)
+    assert not P.pretrain_dir().exists()          # nothing half-written by any refusal
+    # A trunk pretrained for another structure is refused by name, not loaded into the wrong shapes.
+    P.stage(_params(pairs=tiny, model={"image_init": "pretrained"}, pretrain=pre), progress=False)
+    other = _params({"x": {"model": {"image_init": "pretrained", "image_net": "resnet50"}}}, pairs=tiny)
+    cfg = load_run_config(other, "x")
+    model = build_model(cfg.model, cfg.data.caption_views, InputSizes(image_channels=1, mel_bins=40))
+    with pytest.raises(ParamError, match="holds a cpu trunk with 1 channel.*resnet50"):
+        P.load_pretrained_trunk(model.image, "resnet50", 1)

@@ -102,6 +102,10 @@ def set_params(params: dict) -> dict:
     c["train"].update(epochs=1, batch_size=6)            # a subset of 12 training images: 2 steps
     c["runs"] = {CRABTREE_RUN: c["runs"][CRABTREE_RUN]}
     c["report"].update(noise_runs=[CRABTREE_RUN], tsne_run=CRABTREE_RUN, tsne_scenes=10)
+    # A user with their own corpus and no MNIST: the paper profile starts the image trunk from scratch,
+    # so the pretraining stage reads no images and only needs its dependency to be a store the DAG builds.
+    assert c["model"]["image_init"] == "scratch"
+    c["pretrain"]["images"] = IMAGE_STORE
     assert c["profiles"]["paper"] == {} and (c["model"]["image_net"], c["model"]["speech_net"]) == ("resnet50", "paper")
     return p
 
@@ -279,7 +283,9 @@ def test_mortazavi2020_paper_structures_to_its_report(built):
 def test_crabtree2021_paper_structures_trained_exported_evaluated(built):
     """ResNet-50 on 3 channels + the paper ResDAVEnet on 40 log-mels, up to the evaluation."""
     proj = built["proj"]
-    check_stages_ran(built, FOUNDATION | CRABTREE)
+    check_stages_ran(built, FOUNDATION | CRABTREE | {"crabtree2021-pretrain"})
+    note = json.loads((proj / "data" / "models" / "crabtree2021-pretrain" / "pretrain.json").read_text())
+    assert note["used"] is False and "scratch" in note["why"]       # the paper profile: ImageNet's place, empty
     state = trained_state(proj / "data" / "models" / "crabtree2021" / CRABTREE_RUN)
     key, conv = first_weight(state, "image.", 4)
     assert conv[1] == 3, (key, conv)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from vgs.report.verdicts import (FAILS, HOLDS, NOISE, UNTESTED, compare_seeds, learned, one_run_against_seeds,
+                                 still_rising,
                                  two_single_runs, weakest)
 
 
@@ -65,3 +66,16 @@ def test_spread_and_sign_rules_hold_five_percent_under_noise_and_find_real_effec
     assert fp / trials <= 0.07
     assert single_run_sign(-9.0, 1.0, 3).verdict == FAILS and single_run_sign(9.0, 1.0, 3).verdict == HOLDS
     assert seeds_sign([1.0, 1.1, 0.9]).verdict == HOLDS and seeds_sign([1.0, -1.1, 0.2]).verdict == NOISE
+
+
+def test_still_rising_reads_the_gain_of_the_last_quarter_of_epochs():
+    flat_after_eight = [0.02, 0.09, 0.18, 0.29, 0.37, 0.46, 0.54, 0.55, 0.52, 0.56, 0.55, 0.54]
+    assert not still_rising(flat_after_eight)              # the last 3 of 12 epochs add under 10%
+    assert still_rising(flat_after_eight[:8])               # cut at 8: epochs 7-8 added 0.09 of 0.55
+    assert still_rising([0.1, 0.2, 0.3, 0.4])               # linear growth gains a quarter
+    assert not still_rising([0.5, 0.5, 0.5, 0.5])
+    assert not still_rising([0.6, 0.5, 0.4, 0.3])           # peaked first: nothing was gained late
+    # The threshold is 10% of the best: 0.5 -> 0.549 is flat, 0.5 -> 0.56 is rising (75% of 4 epochs = epoch 3).
+    assert not still_rising([0.3, 0.4, 0.5, 0.549])
+    assert still_rising([0.3, 0.4, 0.5, 0.56])
+    assert still_rising([0.3])                              # one epoch cannot show flattening

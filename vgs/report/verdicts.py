@@ -142,6 +142,27 @@ def learned(validation_scores: Sequence[float], chance: float) -> bool:
     return bool(validation_scores) and max(validation_scores) >= 2 * chance
 
 
+def still_rising(validation_scores: Sequence[float], last_fraction: float = 0.25, share: float = 0.10) -> bool:
+    """Whether a run stopped while still learning: the last `last_fraction` of its epochs (taken as
+    equally long, the score read between epochs by linear interpolation) raised its best validation
+    score by at least `share` of that best. A flat run gains less; a run that peaked earlier gains
+    nothing."""
+    scores = [float(v) for v in validation_scores]
+    if len(scores) < 2:
+        return bool(scores)      # one epoch says nothing about flattening: count it as rising
+    epochs = range(1, len(scores) + 1)
+    cut = (1 - last_fraction) * len(scores)
+    before = [v for e, v in zip(epochs, scores) if e <= cut]
+    if cut >= 1:
+        lower = max(e for e in epochs if e <= cut)
+        upper = min(len(scores), lower + 1)
+        w = cut - lower
+        before.append(scores[lower - 1] * (1 - w) + scores[upper - 1] * w)
+    best = max(scores)
+    reached_before = max(before) if before else 0.0
+    return best > 0 and best - reached_before >= share * best
+
+
 def untested(reason: str, difference: float = float("nan")) -> Verdict:
     return Verdict(UNTESTED, difference, reason)
 

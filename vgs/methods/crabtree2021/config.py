@@ -23,6 +23,7 @@ METHOD = "crabtree2021"
 POOLINGS = tuple(POOLING_VARIANTS)            # avg, mhsa, mhsa_nocls, avg_internal_mhsa, transformer
 ENCODERS = ("separate", "shared")
 CONDITIONINGS = tuple(c for c in LANGUAGE_CONDITIONINGS if c is not None)   # basic, input, seq, chan
+IMAGE_INITS = ("scratch", "pretrained")     # the image trunk's start (pretrain.py)
 HEADS = 8                                      # the thesis's attention heads (Sec. 3.1.6.2)
 
 # in_memory and num_workers say how batches are read (vgs/pairing/batch_loader.py reads them), not
@@ -31,7 +32,7 @@ _DATA_KEYS = {"pairs", "image_view", "caption_views", "corpus_root", "features_d
               "in_memory", "num_workers"}
 _MODEL_KEYS = {"speech_net", "speech_widths", "image_net", "in_channels", "embed_dim", "pooling", "dropout",
                "transformer_feedforward", "encoders", "language_conditioning", "language_dim",
-               "embedding_norm"}
+               "embedding_norm", "image_init"}
 _TRAIN_KEYS = {"scheme", "batch_size", "epochs", "lr", "warmup_fraction", "lr_decay", "lr_decay_every",
                "checkpoint_every_seconds", "num_threads"}
 _RUN_KEYS = {"seed", "model", "loss", "train"}
@@ -71,6 +72,7 @@ class ModelConfig:
     # None: the pooled outputs as they are (the thesis); a number: L2-normalised to that norm. The
     # hyperspheric loss always uses the unit sphere (Wang & Isola), whatever this says.
     embedding_norm: float | None
+    image_init: str                     # scratch | pretrained (the crabtree2021-pretrain stage's trunk)
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def load_run_config(params: Params, run: str) -> RunConfig:
         dropout=m.float("dropout", min=0.0, max=1.0),
         transformer_feedforward=m.int("transformer_feedforward", min=1),
         encoders=encoders, language_conditioning=conditioning, language_dim=m.int("language_dim", min=1),
-        embedding_norm=norm)
+        embedding_norm=norm, image_init=m.str("image_init", choices=IMAGE_INITS))
 
     threads = t.raw("num_threads")
     train = TrainConfig(

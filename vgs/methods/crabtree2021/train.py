@@ -26,6 +26,7 @@ from vgs.errors import ParamError
 from vgs.eval.retrieval import recall_all_pairs, zero_vector_counts
 from vgs.methods.crabtree2021.config import METHOD, RunConfig, model_dir, recall_summary
 from vgs.methods.crabtree2021.model import CrabtreeModel, build_model, input_sizes, view_stores
+from vgs.methods.crabtree2021.pretrain import load_pretrained_trunk
 from vgs.nn.retrieval_losses import multiview_loss, view_pairs
 from vgs.params import Params
 from vgs.pairing.batch_loader import LoaderSettings, RowBatchLoader, ViewBatch, read_batch, row_batches
@@ -139,6 +140,8 @@ class CrabtreeTask:
         self.loader = RowBatchLoader(views, num_workers)
         seed_everything(cfg.seed)   # initial weights depend on the seed only
         self.model = build_model(cfg.model, cfg.data.caption_views, input_sizes(cfg))
+        if cfg.model.image_init == "pretrained":
+            load_pretrained_trunk(self.model.image, cfg.model.image_net, cfg.model.in_channels)
         self.train_tuples = train_subset(views.tuples("train"), cfg.data.train_scenes)
         self.val_tuples = views.tuples("val")
         self.steps_per_epoch = len(self.train_tuples) // cfg.train.batch_size
