@@ -11,6 +11,9 @@ outputs stay DVC's decisions; this module only decides *when* each stage starts:
   `.dvc/tmp/vgs-stage-seconds.json`), else an estimate by kind (COST_ESTIMATE);
 - a failing stage stops the stages downstream of it; independent stages go on; the error at the
   end names every failed stage with the last lines of its output;
+- after the `code` stage ran, a stage whose own code manifest (data/code/<stage>.json) came out
+  byte-identical, and that nothing else upstream changed, is known up to date without asking DVC
+  again: an edit that no stage imports costs one `code` run, not a `dvc status` per stage;
 - Ctrl-C ends every DVC process the way DVC can clean up after (pipeline/processes.py): no
   stage output is left half-written (stages write to a temporary path and rename).
 
@@ -19,6 +22,7 @@ many stages run at once, so the numbers are the same as under a sequential `dvc 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import threading
@@ -32,6 +36,7 @@ from typing import Callable
 from pipeline.dag import StageGraph, load_stage_graph
 from pipeline.runner import Outcome, StageFailed, pipeline_status, reproduce_stage, terminate_children
 from vgs.errors import VgsError
+from vgs.utils.code_deps import MANIFEST_DIR
 from vgs.utils.threads import registered_runner, thread_budget
 
 SECONDS_FILE = Path(".dvc") / "tmp" / "vgs-stage-seconds.json"
@@ -46,6 +51,15 @@ COST_ESTIMATE = (
 )
 
 Log = Callable[[str], None]
+CODE_STAGE = "code"      # writes every stage's code manifest (stages/code.py)
+
+
+def manifest_digests(root: Path) -> dict[str, str]:
+    """{stage definition: SHA-256 of its code manifest} as the files are now."""
+    folder = root / MANIFEST_DIR
+    if not folder.is_dir():
+        return {}
+    return {f.stem: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.glob("*.json"))}
 
 
 class LocalRunFailed(VgsError):
@@ -112,6 +126,8 @@ def run_local(root: str | Path, targets: list[str] | None = None, jobs: int = 2,
     # Longest chain first; dvc.yaml order among equals, so a run is reproducible.
     priority = {name: (-path[name], position[name]) for name in graph.order}
     status = {} if force else (pipeline_status(root, graph.order) or {})
+    manifests_before = manifest_digests(root)
+    manifests_after: dict[str, str] = {}
     total = len(graph)
     log(f"{total} DVC stages, {sum(1 for r in status.values() if not r)} up to date, up to {jobs} at once")
 
@@ -126,6 +142,14 @@ def run_local(root: str | Path, targets: list[str] | None = None, jobs: int = 2,
     with registered_runner(root, jobs, f"vgs repro -j {jobs}") as claimed:
         budget = thread_budget(root, parallel=jobs, claimed=claimed)
         log(f"CPU budget: {budget.describe()}")
+
+        def own_manifest_unchanged(name: str) -> bool:
+            # The code stage ran (else it counts as up to date above) and wrote this stage's manifest
+            # byte for byte as it was when the run's `dvc status` found the stage up to date.
+            definition = name.split("@")[0]
+            return (summary.outcome.get(CODE_STAGE) in (Outcome.RAN.value, Outcome.RESTORED.value)
+                    and definition in manifests_after
+                    and manifests_before.get(definition) == manifests_after[definition])
 
         def run_one(name: str, known_up_to_date: bool, known_stale: str | None) -> None:
             def stage_log(line: str) -> None:
@@ -157,7 +181,8 @@ def run_local(root: str | Path, targets: list[str] | None = None, jobs: int = 2,
                         continue
                     pending.discard(name)
                     running.add(name)
-                    untouched = all(summary.outcome[u] == Outcome.UP_TO_DATE.value for u in ups)
+                    untouched = all(summary.outcome[u] == Outcome.UP_TO_DATE.value
+                                    or (u == CODE_STAGE and own_manifest_unchanged(name)) for u in ups)
                     reason = status.get(name)
                     pool.submit(run_one, name, reason == "" and untouched, reason or None)
                 if not running:
@@ -168,6 +193,11 @@ def run_local(root: str | Path, targets: list[str] | None = None, jobs: int = 2,
                 summary.seconds[name] = seconds
                 if outcome == Outcome.RAN.value:
                     measured[name] = round(seconds, 1)
+                if name == CODE_STAGE and outcome in (Outcome.RAN.value, Outcome.RESTORED.value):
+                    manifests_after.update(manifest_digests(root))
+                    same = sum(1 for k, v in manifests_after.items() if manifests_before.get(k) == v)
+                    log(f"code manifests: {len(manifests_after) - same} changed, {same} as before (the stages "
+                        "of those are up to date unless something else upstream of them ran)")
                 if error:
                     failures[name] = error
                 finished = len(summary.outcome)

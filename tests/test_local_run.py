@@ -94,3 +94,53 @@ def test_ctrl_c_leaves_no_process_and_no_output(tmp_path):
     assert not (project / "slow.txt").exists()
     assert not (Path(project) / ".dvc" / "tmp" / "lock").exists() or \
         subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True).returncode == 0
+
+
+MANIFEST_SCRIPT = """import hashlib, json, os, sys
+os.makedirs('data/code', exist_ok=True)
+for stage, source in (('a', 'src/a.py'), ('b', 'src/b.py')):
+    digest = hashlib.sha256(open(source, 'rb').read()).hexdigest()
+    json.dump({'stage': stage, 'files': {source: digest}}, open(f'data/code/{stage}.json', 'w'))
+"""
+STAGE_SCRIPT = "import sys; open('runs.log', 'a').write(sys.argv[1] + ' '); open(sys.argv[1] + '.out', 'w').write('x')"
+
+
+def test_code_run_with_unchanged_manifests_asks_dvc_about_no_other_stage(tmp_path, monkeypatch):
+    """A `code` stage (as the repo's: manifests of the files each stage imports) re-runs after any
+    edit under its folder; the stages whose manifest it wrote unchanged are up to date, known without
+    a `dvc status` each; the stage whose manifest changed runs."""
+    import pipeline.runner as runner
+    stages = {"stages": {
+        "code": {"cmd": "python manifests.py", "deps": ["src", "manifests.py"], "outs": [{"data/code": {"cache": False}}]},
+        **{s: {"cmd": f"python stage.py {s}", "deps": [f"data/code/{s}.json", "stage.py"], "outs": [f"{s}.out"]}
+           for s in ("a", "b")}}}
+    project = make_tiny_project(tmp_path / "p", stages=stages, params={})
+    (project / "manifests.py").write_text(MANIFEST_SCRIPT)
+    (project / "stage.py").write_text(STAGE_SCRIPT)
+    (project / "src").mkdir()
+    for name in ("a.py", "b.py", "unimported.py"):
+        (project / "src" / name).write_text("x = 1\n")
+    first = run_local(project, jobs=2, log=lambda line: None)
+    assert set(first.outcome.values()) == {"ran"} and sorted(executions(project)) == ["a", "b"]
+
+    asked = []
+    real_status = runner.stage_status
+
+    def counting_status(root, stage):
+        asked.append(stage)
+        return real_status(root, stage)
+
+    monkeypatch.setattr(runner, "stage_status", counting_status)
+    (project / "src" / "unimported.py").write_text("x = 2  # an edit no stage imports\n")
+    lines = []
+    edit = run_local(project, jobs=2, log=lines.append)
+    assert edit.outcome == {"code": "ran", "a": "up to date", "b": "up to date"}, lines
+    assert asked == [] and sorted(executions(project)) == ["a", "b"]
+    assert any("code manifests: 0 changed, 2 as before" in line for line in lines), lines
+
+    (project / "src" / "a.py").write_text("x = 3  # what stage a imports\n")
+    imported = run_local(project, jobs=2, log=lambda line: None)
+    assert imported.outcome == {"code": "ran", "a": "ran", "b": "up to date"}
+    assert asked == ["a"] and sorted(executions(project)) == ["a", "a", "b"]
+    assert "up to date" in subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project,
+                                          capture_output=True, text=True).stdout
